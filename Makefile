@@ -1,0 +1,42 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench lint binaries lock clean
+
+$(BIN)/ksm-sync: pyproject.toml requirements-dev.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+binaries:
+	scripts/build-binaries >/dev/null
+
+demo: $(BIN)/ksm-sync binaries
+	PATH="$(abspath $(BIN)):$$PATH" scripts/demo
+
+test: $(BIN)/ksm-sync binaries
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+bench: $(BIN)/ksm-sync binaries
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+lint: $(BIN)/ksm-sync
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Regenerates both lock files from pyproject.toml.
+lock:
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet uv
+	.lock-venv/bin/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
+	.lock-venv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements-dev.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
