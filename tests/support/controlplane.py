@@ -376,5 +376,6 @@ def main(argv: list[str]) -> int:
         return 1
     for plane in planes.values():
         print(f"{plane.name}: {plane.url}  KUBECONFIG={plane.kubeconfig}")
-    print(f"clusters: ready in {time.monotonic() - start:.1f}s; stop with: scripts/clusters down {root}")
+    elapsed = time.monotonic() - start
+    print(f"clusters: ready in {elapsed:.1f}s; stop with: scripts/clusters down {root}")
     return 0

@@ -1,0 +1,237 @@
+"""Apply: write a plan's changes, concurrently per mirror, each object on its own.
+
+Every write is conditional: updates carry the resourceVersion they were computed from,
+deletes the uid they saw. A create that finds the name taken reads the object: if it is
+not ours it is a conflict and stays untouched; if it is ours, another ksm-sync got there
+first and the next pass reconciles it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Literal
+
+from loguru import logger
+
+from ksm_sync.kube import ApiError, Json, Kube
+from ksm_sync.model import (
+    Endpoints,
+    Service,
+    endpoints_from_api,
+    endpoints_to_api,
+    service_from_api,
+    service_spec_to_api,
+    service_to_api,
+    subsets_to_api,
+)
+from ksm_sync.plan import Change, endpoints_change, owned, service_change
+
+Result = Literal["done", "conflict", "failed", "raced", "abandoned"]
+UPDATE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Outcome:
+    change: Change
+    result: Result
+    detail: str = ""
+
+
+class NamespaceMissing(Exception):
+    """The mirror namespace does not exist: no write in it can succeed."""
+
+
+class _Writer:
+    def __init__(self, kube: Kube, namespace: str, prefix: str) -> None:
+        self.kube, self.namespace, self.prefix = kube, namespace, prefix
+
+    def _path(self, kind: str, name: str = "") -> str:
+        collection = "services" if kind == "Service" else "endpoints"
+        path = f"/api/v1/namespaces/{self.namespace}/{collection}"
+        return f"{path}/{name}" if name else path
+
+    def apply(self, change: Change) -> Outcome:
+        if change.action == "create":
+            return self._create(change)
+        if change.action == "update":
+            return self._update(change)
+        if change.action == "delete":
+            return self._delete(change)
+        deleted = self._delete(change)
+        return self._create(change) if deleted.result == "done" else deleted
+
+    def _create(self, change: Change) -> Outcome:
+        desired = change.desired
+        body = (
+            service_to_api(desired) if isinstance(desired, Service) else endpoints_to_api(desired)
+        )
+        try:
+            self.kube.request("POST", self._path(change.kind), body=body)
+            return Outcome(change, "done")
+        except ApiError as error:
+            if error.status == 404:
+                raise NamespaceMissing(self.namespace) from None
+            if error.status != 409:
+                raise
+        existing = self._get(change)
+        if existing is not None and owned(existing.meta, self.prefix):
+            return Outcome(change, "raced", "created meanwhile by another ksm-sync; next pass")
+        return Outcome(
+            change,
+            "conflict",
+            f"a {change.kind} named {change.name} already exists without the labels of "
+            f"prefix {self.prefix!r}; left untouched",
+        )
+
+    def _get(self, change: Change) -> Service | Endpoints | None:
+        try:
+            obj = self.kube.request("GET", self._path(change.kind, change.name))
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        return service_from_api(obj) if change.kind == "Service" else endpoints_from_api(obj)
+
+    def _update(self, change: Change) -> Outcome:
+        current = change.current
+        assert current is not None and change.desired is not None
+        for _ in range(UPDATE_ATTEMPTS):
+            try:
+                self.kube.request(
+                    "PATCH",
+                    self._path(change.kind, change.name),
+                    body=_patch(change.desired, current.meta.resource_version),
+                    content_type="application/merge-patch+json",
+                )
+                return Outcome(change, "done")
+            except ApiError as error:
+                if error.status != 409:
+                    raise
+            fresh = self._get(change)  # changed since observed: look again
+            if fresh is None or not owned(fresh.meta, self.prefix):
+                return Outcome(change, "conflict", "no longer ours since observed; left untouched")
+            differs = (
+                service_change(change.desired, fresh)
+                if isinstance(change.desired, Service) and isinstance(fresh, Service)
+                else endpoints_change(change.desired, fresh)  # type: ignore[arg-type]
+            )
+            if differs is None:
+                return Outcome(change, "raced", "already up to date")
+            if differs[0] == "recreate":
+                return Outcome(change, "raced", "changed type meanwhile; next pass")
+            current = fresh
+        return Outcome(change, "failed", f"still changing after {UPDATE_ATTEMPTS} attempts")
+
+    def _delete(self, change: Change) -> Outcome:
+        assert change.current is not None
+        body = {"kind": "DeleteOptions", "apiVersion": "v1",
+                "preconditions": {"uid": change.current.meta.uid}}  # fmt: skip
+        try:
+            self.kube.request("DELETE", self._path(change.kind, change.name), body=body)
+        except ApiError as error:
+            if error.status == 404:
+                return Outcome(change, "done", "already gone")
+            if error.status == 409:
+                return Outcome(change, "raced", "replaced since observed; next pass")
+            raise
+        return Outcome(change, "done")
+
+
+def _patch(desired: Service | Endpoints, resource_version: str) -> Json:
+    meta = desired.meta
+    patch: Json = {
+        "metadata": {
+            "resourceVersion": resource_version,
+            "labels": dict(meta.labels),
+            "annotations": dict(meta.annotations),
+        }
+    }
+    if isinstance(desired, Service):
+        spec = service_spec_to_api(desired)
+        patch["spec"] = {"ports": spec["ports"]}
+        if "externalName" in spec:
+            patch["spec"]["externalName"] = spec["externalName"]
+    else:
+        patch["subsets"] = subsets_to_api(desired.subsets)
+    return patch
+
+
+def apply(
+    changes: Iterable[Change],
+    kube: Kube,
+    *,
+    namespace: str,
+    prefix: str,
+    concurrency: int,
+    cancel: threading.Event | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Applies changes mirror by mirror (Service before Endpoints), mirrors concurrently.
+
+    Raises NamespaceMissing when the mirror namespace is absent; other failures are
+    outcomes of their own object and never stop the rest.
+    """
+    writer = _Writer(kube, namespace, prefix)
+    cancel = cancel or threading.Event()
+    missing = threading.Event()
+    ordered = sorted(changes, key=lambda c: (c.name, c.kind != "Service"))
+    groups = [list(g) for _, g in groupby(ordered, key=lambda c: c.name)]
+
+    def run(group: list[Change]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        blocked = ""
+        for change in group:
+            if cancel.is_set() or missing.is_set():
+                outcomes.append(Outcome(change, "abandoned", "pass stopped"))
+                continue
+            if blocked:
+                outcomes.append(Outcome(change, "failed", f"not attempted: {blocked}"))
+                continue
+            try:
+                outcome = writer.apply(change)
+            except ApiError as error:
+                outcome = Outcome(change, "failed", str(error))
+            except NamespaceMissing:
+                missing.set()
+                outcome = Outcome(change, "abandoned", "mirror namespace missing")
+            outcomes.append(outcome)
+            if on_outcome:
+                on_outcome(outcome)
+            if change.kind == "Service" and outcome.result in ("conflict", "failed"):
+                blocked = f"its Service mirror was not written ({outcome.result})"
+        return outcomes
+
+    with ThreadPoolExecutor(max_workers=max(concurrency, 1), thread_name_prefix="apply") as pool:
+        context = contextvars.copy_context()  # log fields such as the pass id, in every thread
+        runs = pool.map(lambda group: context.copy().run(run, group), groups)
+        results = [o for outcomes in runs for o in outcomes]
+    if missing.is_set():
+        raise NamespaceMissing(namespace)
+    return results
+
+
+def log_outcome(outcome: Outcome) -> None:
+    c = outcome.change
+    fields = {"object": f"{c.kind}/{c.name}", "change": c.action, "result": outcome.result}
+    if c.remote:
+        fields["remote"] = str(c.remote)
+    log = logger.bind(**fields, reason=outcome.detail or c.reason)
+    if outcome.result == "done":
+        log.info("{} {} {} ({})", _past(c.action), c.kind, c.name, c.reason)
+    elif outcome.result == "raced":
+        log.info("{} {} {}: {}", c.action, c.kind, c.name, outcome.detail)
+    elif outcome.result == "conflict":
+        log.warning("conflict on {} {}: {}", c.kind, c.name, outcome.detail)
+    elif outcome.result == "failed":
+        log.error("failed to {} {} {}: {}", c.action, c.kind, c.name, outcome.detail)
+
+
+def _past(action: str) -> str:
+    return {"create": "created", "update": "updated", "recreate": "recreated", "delete": "deleted"}[
+        action
+    ]

@@ -1,0 +1,322 @@
+"""The command line: parse, validate, build Settings, run passes, map reports to exit statuses.
+
+Every option also comes from its KSM_ variable (the command line wins), and the Go
+program's spellings (`-label-selector x`, `-svc-sync=false`) are accepted unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import signal
+import sys
+import tempfile
+import threading
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from loguru import logger
+
+from ksm_sync import __version__, credentials, logs
+from ksm_sync.duration import format_duration, parse_duration
+from ksm_sync.errors import Unavailable, UsageError
+from ksm_sync.naming import prefix_problem
+from ksm_sync.selector import selector_problem
+from ksm_sync.settings import KubeconfigSource, Settings, TokenSource
+from ksm_sync.sync import PassState, run_pass
+
+TOKEN_VARIABLE = "KSM_REMOTE_SERVICE_ACCOUNT_TOKEN"
+GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+LOCAL, REMOTE, MIRRORING, OUTPUT = "Local cluster", "Remote cluster", "Mirroring", "Output"
+
+
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warn = "warn"
+    warning = "warning"
+    error = "error"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class PolicyName(StrEnum):
+    sync = "sync"
+    upsert_only = "upsert-only"
+
+
+def _duration(value: str | float) -> float:
+    if isinstance(value, float):
+        return value
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def _options(
+    label_selector: Annotated[str, typer.Option(
+        envvar="KSM_LABEL_SELECTOR", rich_help_panel=MIRRORING, show_default=False,
+        help="(required) Label selector of the remote Services and Endpoints to mirror.")],
+    svc_prefix: Annotated[str, typer.Option(
+        envvar="KSM_SVC_PREFIX", rich_help_panel=MIRRORING, show_default=False,
+        help="(required) Prefix of mirror names (<prefix>-<name>-6d6972726f720a-<namespace>) "
+        "and value of their mirror-svc-prefix-sync label.")],
+    kube_config: Annotated[str | None, typer.Option(
+        envvar="KSM_KUBE_CONFIG", rich_help_panel=LOCAL, show_default=False,
+        help="Kubeconfig of the local cluster. Default: KUBECONFIG, then in-cluster, "
+        "then ~/.kube/config.")] = None,
+    kube_context: Annotated[str | None, typer.Option(
+        envvar="KSM_KUBE_CONTEXT", rich_help_panel=LOCAL, show_default=False,
+        help="Context of the local kubeconfig. Default: its current context.")] = None,
+    mirror_ns: Annotated[str | None, typer.Option(
+        envvar="KSM_MIRROR_NS", rich_help_panel=LOCAL, show_default=False,
+        help="Local namespace of the mirrors. Default: the namespace of the local "
+        "credentials (service account, else kubeconfig context, else default).")] = None,
+    target_kube_config: Annotated[str | None, typer.Option(
+        envvar="KSM_TARGET_KUBE_CONFIG", rich_help_panel=REMOTE, show_default=False,
+        help="Kubeconfig of the remote cluster (or use --remote-api-url).")] = None,
+    target_kube_context: Annotated[str | None, typer.Option(
+        envvar="KSM_TARGET_KUBE_CONTEXT", rich_help_panel=REMOTE, show_default=False,
+        help="Context of the remote kubeconfig. Default: its current context.")] = None,
+    remote_api_url: Annotated[str | None, typer.Option(
+        envvar="KSM_REMOTE_API_URL", rich_help_panel=REMOTE, show_default=False,
+        help="Remote API server URL, with a bearer token and --remote-ca-url.")] = None,
+    remote_ca_url: Annotated[str | None, typer.Option(
+        envvar="KSM_REMOTE_CA_URL", rich_help_panel=REMOTE, show_default=False,
+        help="Where to fetch the remote CA, every pass: https://, file:// or a path "
+        "(http:// works, with a warning).")] = None,
+    remote_sa_token_path: Annotated[str | None, typer.Option(
+        rich_help_panel=REMOTE, show_default=False,
+        help=f"File holding the remote bearer token, read every pass. Else the token "
+        f"value from {TOKEN_VARIABLE}.")] = None,
+    svc_sync: Annotated[bool, typer.Option(
+        "--svc-sync/--no-svc-sync", envvar="KSM_SVC_SYNC", rich_help_panel=MIRRORING,
+        help="Delete mirrors whose remote Service is gone. With --no-svc-sync, `once` deletes "
+        "nothing and `loop` only mirrors whose remote it saw disappear.")] = True,
+    policy: Annotated[PolicyName, typer.Option(
+        envvar="KSM_POLICY", rich_help_panel=MIRRORING,
+        help="sync: create, update and delete; upsert-only: never delete.")] = PolicyName.sync,
+    max_delete_ratio: Annotated[float, typer.Option(
+        envvar="KSM_MAX_DELETE_RATIO", rich_help_panel=MIRRORING, min=0.0, max=1.0,
+        help="Deletion guard: a pass that would delete more than this share of the mirrors "
+        "(when more than 5 exist) deletes nothing and exits 1. 1 turns it off.")] = 0.5,
+    resync_period: Annotated[str, typer.Option(
+        envvar="KSM_RESYNC_PERIOD", rich_help_panel=MIRRORING,
+        help="Time between passes of `loop` (Go duration: 1h0m0s, 90s, 1m30s).")] = "1h0m0s",
+    pass_timeout: Annotated[str, typer.Option(
+        envvar="KSM_PASS_TIMEOUT", rich_help_panel=MIRRORING,
+        help="Longest a pass may take, retries included (Go duration).")] = "5m0s",
+    concurrency: Annotated[int, typer.Option(
+        envvar="KSM_CONCURRENCY", rich_help_panel=MIRRORING, min=1, max=256,
+        help="Writes in flight at once against the local API server.")] = 16,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", envvar="KSM_DRY_RUN", rich_help_panel=MIRRORING,
+        help="Observe and plan, print the plan, write nothing.")] = False,
+    log_level: Annotated[LogLevel, typer.Option(
+        envvar="KSM_LOG_LEVEL", rich_help_panel=OUTPUT, help="debug, info, warn, error.")
+    ] = LogLevel.info,
+    log_format: Annotated[LogFormat, typer.Option(
+        envvar="KSM_LOG_FORMAT", rich_help_panel=OUTPUT,
+        help="text for people, json for log pipelines (one object per line).")] = LogFormat.text,
+) -> None:  # fmt: skip
+    """Template of the options every command takes; `once` and `loop` share its signature."""
+
+
+app = typer.Typer(
+    name="ksm-sync",
+    help="Mirror Services and Endpoints of a remote Kubernetes cluster into one local "
+    "namespace.\n\n"
+    "Each pass lists the labelled remote Services and Endpoints and the local mirrors, plans "
+    "the difference and applies it. Exit status: 0 all mirrored; 1 something skipped, in "
+    "conflict or failed; 2 bad input; 3 the pass could not run.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def build_settings(options: dict[str, Any]) -> Settings:
+    """Validates every option before anything is touched; UsageError names the culprit."""
+    if problem := selector_problem(options["label_selector"]):
+        raise UsageError(f"--label-selector (KSM_LABEL_SELECTOR) is invalid: {problem}")
+    if problem := prefix_problem(options["svc_prefix"]):
+        raise UsageError(f"--svc-prefix (KSM_SVC_PREFIX) is invalid: {problem}")
+    remote: KubeconfigSource | TokenSource
+    if options["target_kube_config"] and options["remote_api_url"]:
+        raise UsageError(
+            "give either --target-kube-config (KSM_TARGET_KUBE_CONFIG) or --remote-api-url "
+            "(KSM_REMOTE_API_URL), not both"
+        )
+    if options["target_kube_config"]:
+        remote = KubeconfigSource(options["target_kube_config"], options["target_kube_context"])
+    elif options["remote_api_url"]:
+        if not options["remote_ca_url"]:
+            raise UsageError("--remote-api-url needs --remote-ca-url (KSM_REMOTE_CA_URL)")
+        remote = TokenSource(
+            api_url=options["remote_api_url"],
+            ca_url=options["remote_ca_url"],
+            token_path=options["remote_sa_token_path"],
+            token_value=os.environ.get(TOKEN_VARIABLE),
+        )
+    else:
+        raise UsageError(
+            "no remote cluster: give --target-kube-config (KSM_TARGET_KUBE_CONFIG), or "
+            "--remote-api-url with --remote-ca-url and a token"
+        )
+    local = KubeconfigSource(
+        credentials.resolve_kubeconfig(options["kube_config"]), options["kube_context"]
+    )
+    credentials.check(local, "local")
+    credentials.check(remote, "remote")
+    for option in ("resync_period", "pass_timeout"):
+        options[option] = _parse(option, options[option])
+    if options["pass_timeout"] <= 0:
+        raise UsageError("--pass-timeout (KSM_PASS_TIMEOUT) must be longer than 0s")
+    return Settings(
+        label_selector=options["label_selector"],
+        prefix=options["svc_prefix"],
+        mirror_namespace=options["mirror_ns"] or credentials.default_namespace(local),
+        local=local,
+        remote=remote,
+        svc_sync=options["svc_sync"],
+        policy=options["policy"].value,
+        max_delete_ratio=options["max_delete_ratio"],
+        dry_run=options["dry_run"],
+        concurrency=options["concurrency"],
+        pass_timeout=options["pass_timeout"],
+    )
+
+
+def _parse(option: str, value: str) -> float:
+    name = "--" + option.replace("_", "-")
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise UsageError(f"{name} (KSM_{option.upper()}) is invalid: {error}") from None
+
+
+def _run(mode: str, options: dict[str, Any]) -> None:
+    logs.configure(options["log_level"].value, options["log_format"].value)
+    try:
+        settings = build_settings(dict(options))
+    except (UsageError, Unavailable) as error:
+        logger.error(str(error))
+        raise typer.Exit(error.exit_code) from None
+    period = parse_duration(options["resync_period"])
+    logger.bind(mode=mode, prefix=settings.prefix, mirror_namespace=settings.mirror_namespace).info(
+        "ksm-sync {} {}: selector {!r}, prefix {!r}, mirror namespace {!r}{}",
+        __version__,
+        mode,
+        settings.label_selector,
+        settings.prefix,
+        settings.mirror_namespace,
+        f", every {format_duration(period)}" if mode == "loop" else "",
+    )
+    with tempfile.TemporaryDirectory(prefix="ksm-sync-") as workdir:
+        if mode == "once":
+            report, _ = run_pass(settings, workdir=Path(workdir))
+            raise typer.Exit(report.exit_code)
+        _loop(settings, period, Path(workdir))
+
+
+def _loop(settings: Settings, period: float, workdir: Path) -> None:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logger.info("{} received: stopping after the current pass", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    state = PassState()
+    while not stop.is_set():
+        run_pass(settings, workdir=workdir, state=state, cancel=stop)
+        stop.wait(period)
+    logger.info("stopped")
+
+
+def _command(mode: str, doc: str) -> Any:
+    @functools.wraps(_options)
+    def command(**options: Any) -> None:
+        _run(mode, options)
+
+    command.__doc__ = doc
+    return command
+
+
+app.command("once", help="Run one pass and exit (the CronJob).")(
+    _command("once", "Run one pass and exit.")
+)
+app.command("loop", help="Run a pass every --resync-period until SIGTERM.")(
+    _command("loop", "Run a pass every --resync-period.")
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ksm-sync {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:  # fmt: skip
+    """Mirror Services and Endpoints of a remote cluster into one local namespace."""
+
+
+def _option_names() -> tuple[set[str], dict[str, tuple[str, str | None]]]:
+    """Long option names of the commands, and the on/off spellings of the boolean ones."""
+    names: set[str] = set()
+    flags: dict[str, tuple[str, str | None]] = {}
+    for param in inspect.signature(_options).parameters.values():
+        name = param.name.replace("_", "-")
+        names.add(name)
+        if param.default is True:
+            flags[name] = (f"--{name}", f"--no-{name}")
+            names.add(f"no-{name}")
+        elif param.default is False:
+            flags[name] = (f"--{name}", None)
+    return names, flags
+
+
+def go_style(argv: list[str]) -> list[str]:
+    """Rewrites kube-service-mirror's spellings into this CLI's.
+
+    `-name v` and `-name=v` become `--name v`; `-svc-sync=false` becomes `--no-svc-sync`;
+    arguments without a command run `loop`, as the Go program ran until stopped.
+    """
+    names, flags = _option_names()
+    out: list[str] = []
+    for arg in argv:
+        single_dash = arg.startswith("-") and not arg.startswith("--") and len(arg) > 2
+        if single_dash and arg[1:].split("=", 1)[0] in names:
+            arg = "-" + arg
+        if arg.startswith("--") and "=" in arg:
+            name, value = arg[2:].split("=", 1)
+            if name in flags:
+                on, off = flags[name]
+                if value in GO_TRUE:
+                    arg = on
+                elif value in GO_FALSE:
+                    if off is None:
+                        continue
+                    arg = off
+        out.append(arg)
+    if out and out[0].startswith("-") and out[0] not in ("-h", "--help", "--version"):
+        out.insert(0, "loop")
+    return out
+
+
+def main() -> None:
+    app(args=go_style(sys.argv[1:]), prog_name="ksm-sync")

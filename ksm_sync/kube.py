@@ -1,0 +1,222 @@
+"""Raw JSON requests to one API server, retried with tenacity.
+
+Lists are read as raw JSON rather than through the client's model classes: building
+models for thousands of objects costs more than the request itself (see issue 7).
+The official client still does all the connecting: kubeconfig, auth, TLS, pooling.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import urllib3
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+from loguru import logger
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+Json = dict[str, Any]
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 30.0
+# Observers see every request: (side, verb, status code or 0, seconds).
+RequestObserver = Callable[[str, str, int, float], None]
+
+
+class ApiError(Exception):
+    """A request that failed; status 0 means no HTTP answer (refused, reset, timeout)."""
+
+    def __init__(
+        self,
+        side: str,
+        method: str,
+        path: str,
+        status: int,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        transient: bool | None = None,
+    ) -> None:
+        super().__init__(f"{side} API server: {method} {path}: {status or ''} {reason}".strip())
+        self.side, self.method, self.path = side, method, path
+        self.status, self.reason = status, reason
+        self.retry_after = retry_after
+        self.transient = (
+            status == 0 or status in TRANSIENT_STATUSES if transient is None else transient
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    initial: float = 0.2  # first backoff, doubled each attempt, with full jitter
+    maximum: float = 10.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    value = (headers or {}).get("Retry-After")
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        try:
+            return min(
+                max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0), MAX_RETRY_AFTER
+            )
+        except (TypeError, ValueError):
+            return None
+
+
+def _message(data: bytes, fallback: str) -> str:
+    try:
+        status = json.loads(data)
+        return str(status.get("message") or status.get("reason") or fallback)
+    except (ValueError, AttributeError):
+        return fallback
+
+
+def _verb(method: str, path: str, query: Mapping[str, str] | None) -> str:
+    if method != "GET":
+        return {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
+    return "list" if query and "limit" in query else "get"
+
+
+class Kube:
+    """One side's API server for one pass: requests stop retrying at the pass deadline."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        side: str,
+        *,
+        deadline: float,
+        retry: RetryPolicy = RetryPolicy(),
+        observer: RequestObserver | None = None,
+    ) -> None:
+        self.client, self.side, self.deadline, self.retry = client, side, deadline, retry
+        self.observer = observer
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Json | None = None,
+        content_type: str = "application/json",
+    ) -> Json:
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, ApiError) and e.transient),
+            wait=self._wait,
+            stop=stop_after_attempt(self.retry.attempts) | self._past_deadline,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        return retrying(self._once, method, path, query, body, content_type)
+
+    def list_all(self, path: str, query: Mapping[str, str], *, page_size: int) -> Iterator[Json]:
+        """Every item of a paginated list, or ApiError; a 410 on a page restarts the list.
+
+        Items are yielded only once the whole list is read, so a caller never acts on
+        part of one.
+        """
+        for _ in range(3):
+            items: list[Json] = []
+            token = ""
+            try:
+                while True:
+                    page_query = {**query, "limit": str(page_size)}
+                    if token:
+                        page_query["continue"] = token
+                    page = self.request("GET", path, query=page_query)
+                    items.extend(page.get("items") or ())
+                    token = (page.get("metadata") or {}).get("continue") or ""
+                    if not token:
+                        yield from items
+                        return
+            except ApiError as error:
+                if error.status != 410 or not token:
+                    raise
+                logger.info(
+                    "list {} expired mid-way on the {} side; starting it again", path, self.side
+                )
+        raise ApiError(self.side, "GET", path, 410, "list continue token kept expiring")
+
+    def _once(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        body: Json | None,
+        content_type: str,
+    ) -> Json:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        method, url, headers, body, _ = self.client.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        remaining = max(self.deadline - time.monotonic(), 0.5)
+        timeout = (
+            min(self.retry.connect_timeout, remaining),
+            min(self.retry.read_timeout, remaining),
+        )
+        verb = _verb(method, path, query)
+        started = time.monotonic()
+        status = 0
+        try:
+            response = self.client.call_api(method, url, headers, body, _request_timeout=timeout)
+            data = response.read()
+            status = response.status
+        except ApiException as error:  # the client's wrapper for TLS failures
+            raise ApiError(
+                self.side, method, path, 0, error.reason or "TLS error", transient=False
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise ApiError(self.side, method, path, 0, f"{type(error).__name__}: {error}") from None
+        finally:
+            if self.observer:
+                self.observer(self.side, verb, status, time.monotonic() - started)
+        if not 200 <= status < 300:
+            raise ApiError(
+                self.side,
+                method,
+                path,
+                status,
+                _message(data, response.reason or ""),
+                retry_after=_retry_after(response.headers),
+            )
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise ApiError(
+                self.side, method, path, 0, "response body is not complete JSON"
+            ) from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        backoff = min(self.retry.maximum, self.retry.initial * 2 ** (state.attempt_number - 1))
+        jittered = backoff * random.random()
+        if isinstance(error, ApiError) and error.retry_after is not None:
+            return error.retry_after + jittered * 0.1
+        return jittered
+
+    def _past_deadline(self, state: RetryCallState) -> bool:
+        return time.monotonic() + (state.upcoming_sleep or 0.0) >= self.deadline
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        logger.bind(side=self.side, attempt=state.attempt_number).warning(
+            "retrying in {:.2f}s after: {}", state.upcoming_sleep, error
+        )

@@ -1,0 +1,241 @@
+"""Values the planner compares, and their API (JSON) form.
+
+Objects are normalised here, at the edge, so that everything after `observe` compares
+plain frozen values and never sees server-side defaults (`protocol: TCP`, `targetPort`,
+`clusterIPs`, `ipFamilies`, ...) or the order in which the server stores subsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """namespace/name of a Kubernetes object."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What the planner needs of metadata; uid and resource_version only for live objects."""
+
+    ref: Ref
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    uid: str = field(default="", compare=False)
+    resource_version: str = field(default="", compare=False)
+
+    def label(self, key: str) -> str | None:
+        return dict(self.labels).get(key)
+
+    def annotation(self, key: str) -> str | None:
+        return dict(self.annotations).get(key)
+
+
+@dataclass(frozen=True, order=True)
+class ServicePort:
+    name: str
+    protocol: str
+    port: int
+    target_port: int | str
+    app_protocol: str | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    meta: Meta
+    type: str  # ClusterIP, NodePort, LoadBalancer or ExternalName
+    headless: bool
+    ports: tuple[ServicePort, ...]
+    external_name: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    ip: str
+    hostname: str | None = None
+    target_kind: str | None = None
+    target_name: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class EndpointPort:
+    name: str
+    port: int
+    protocol: str
+    app_protocol: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class Subset:
+    ports: tuple[EndpointPort, ...]
+    addresses: tuple[Address, ...]
+    not_ready: tuple[Address, ...]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    meta: Meta
+    subsets: tuple[Subset, ...]
+
+
+def _pairs(mapping: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((mapping or {}).items()))
+
+
+def meta_from_api(obj: Json) -> Meta:
+    m = obj.get("metadata") or {}
+    return Meta(
+        ref=Ref(m.get("namespace", ""), m.get("name", "")),
+        labels=_pairs(m.get("labels")),
+        annotations=_pairs(m.get("annotations")),
+        uid=m.get("uid", ""),
+        resource_version=m.get("resourceVersion", ""),
+    )
+
+
+def service_from_api(obj: Json) -> Service:
+    spec = obj.get("spec") or {}
+    ports = tuple(
+        sorted(
+            ServicePort(
+                name=p.get("name") or "",
+                protocol=p.get("protocol") or "TCP",
+                port=int(p["port"]),
+                target_port=p.get("targetPort") or int(p["port"]),
+                app_protocol=p.get("appProtocol"),
+            )
+            for p in spec.get("ports") or ()
+        )
+    )
+    return Service(
+        meta=meta_from_api(obj),
+        type=spec.get("type") or "ClusterIP",
+        headless=spec.get("clusterIP") == "None",
+        ports=ports,
+        external_name=spec.get("externalName"),
+    )
+
+
+def _address(a: Json) -> Address:
+    target = a.get("targetRef") or {}
+    return Address(
+        ip=a["ip"],
+        hostname=a.get("hostname") or None,
+        target_kind=target.get("kind") or None,
+        target_name=target.get("name") or None,
+    )
+
+
+def _endpoint_port(p: Json) -> EndpointPort:
+    return EndpointPort(
+        name=p.get("name") or "",
+        port=int(p["port"]),
+        protocol=p.get("protocol") or "TCP",
+        app_protocol=p.get("appProtocol"),
+    )
+
+
+def subsets_from_api(subsets: list[Json] | None) -> tuple[Subset, ...]:
+    """Repacks subsets into one canonical form: one subset per distinct port set, sorted.
+
+    Two lists that mean the same endpoints give the same value however they are split.
+    """
+    packed: dict[tuple[EndpointPort, ...], tuple[set[Address], set[Address]]] = {}
+    for s in subsets or ():
+        ports = tuple(sorted({_endpoint_port(p) for p in s.get("ports") or ()}))
+        ready, not_ready = packed.setdefault(ports, (set(), set()))
+        ready.update(_address(a) for a in s.get("addresses") or ())
+        not_ready.update(_address(a) for a in s.get("notReadyAddresses") or ())
+    result = []
+    for ports, (ready, not_ready) in packed.items():
+        if ready or not_ready:
+            # An address both ready and not ready is reported ready, as the API server does.
+            result.append(Subset(ports, tuple(sorted(ready)), tuple(sorted(not_ready - ready))))
+    return tuple(sorted(result))
+
+
+def endpoints_from_api(obj: Json) -> Endpoints:
+    return Endpoints(meta=meta_from_api(obj), subsets=subsets_from_api(obj.get("subsets")))
+
+
+def _meta_to_api(meta: Meta) -> Json:
+    return {
+        "name": meta.ref.name,
+        "namespace": meta.ref.namespace,
+        "labels": dict(meta.labels),
+        "annotations": dict(meta.annotations),
+    }
+
+
+def service_spec_to_api(service: Service) -> Json:
+    ports = []
+    for p in service.ports:
+        port: Json = {"port": p.port, "protocol": p.protocol, "targetPort": p.target_port}
+        if p.name:
+            port["name"] = p.name
+        if p.app_protocol:
+            port["appProtocol"] = p.app_protocol
+        ports.append(port)
+    spec: Json = {"type": service.type, "ports": ports}
+    if service.type == "ExternalName":
+        spec["externalName"] = service.external_name
+    elif service.headless:
+        spec["clusterIP"] = "None"
+    return spec
+
+
+def service_to_api(service: Service) -> Json:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta_to_api(service.meta),
+        "spec": service_spec_to_api(service),
+    }
+
+
+def _address_to_api(a: Address) -> Json:
+    out: Json = {"ip": a.ip}
+    if a.hostname:
+        out["hostname"] = a.hostname
+    if a.target_name:
+        out["targetRef"] = {"kind": a.target_kind or "Pod", "name": a.target_name}
+    return out
+
+
+def subsets_to_api(subsets: tuple[Subset, ...]) -> list[Json]:
+    out = []
+    for s in subsets:
+        subset: Json = {"ports": []}
+        for p in s.ports:
+            port: Json = {"port": p.port, "protocol": p.protocol}
+            if p.name:
+                port["name"] = p.name
+            if p.app_protocol:
+                port["appProtocol"] = p.app_protocol
+            subset["ports"].append(port)
+        if s.addresses:
+            subset["addresses"] = [_address_to_api(a) for a in s.addresses]
+        if s.not_ready:
+            subset["notReadyAddresses"] = [_address_to_api(a) for a in s.not_ready]
+        out.append(subset)
+    return out
+
+
+def endpoints_to_api(endpoints: Endpoints) -> Json:
+    return {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": _meta_to_api(endpoints.meta),
+        "subsets": subsets_to_api(endpoints.subsets),
+    }

@@ -1,0 +1,52 @@
+"""Mirror names and ownership labels: the contract the CoreDNS rewrite and Go users rely on."""
+
+from __future__ import annotations
+
+import re
+
+SEPARATOR = "6d6972726f720a"  # `echo mirror | xxd -p`, kept from kube-service-mirror
+MIRRORED_LABEL = "mirrored-svc"
+PREFIX_LABEL = "mirror-svc-prefix-sync"
+REMOTE_NAMESPACE_ANNOTATION = "ksm-sync/remote-namespace"
+REMOTE_NAME_ANNOTATION = "ksm-sync/remote-name"
+MAX_NAME_LENGTH = 63
+
+_DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+
+
+def mirror_name(prefix: str, namespace: str, name: str) -> str:
+    return f"{prefix}-{name}-{SEPARATOR}-{namespace}"
+
+
+def ownership_labels(prefix: str) -> dict[str, str]:
+    return {MIRRORED_LABEL: "true", PREFIX_LABEL: prefix}
+
+
+def ownership_selector(prefix: str) -> str:
+    return ",".join(f"{key}={value}" for key, value in ownership_labels(prefix).items())
+
+
+def name_problem(name: str) -> str | None:
+    """Why name cannot be a Service name (a DNS-1035 label), or None if it can."""
+    if len(name) > MAX_NAME_LENGTH:
+        return f"{len(name)} characters, over the limit of {MAX_NAME_LENGTH} for a Service name"
+    if not _DNS_1035.fullmatch(name):
+        return (
+            "not a DNS-1035 label (lower-case letters, digits and '-', "
+            "starting with a letter, ending with a letter or digit)"
+        )
+    return None
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """Why prefix cannot start mirror names or be a label value, or None if it can."""
+    if not prefix:
+        return "it is empty"
+    if len(prefix) > MAX_NAME_LENGTH or not _LABEL_VALUE.fullmatch(prefix):
+        return "it must be a valid label value (at most 63 characters)"
+    if not _DNS_1035.fullmatch(f"{prefix}-a"):
+        return (
+            "it must start with a lower-case letter and hold only lower-case letters, digits, '-'"
+        )
+    return None

@@ -1,0 +1,55 @@
+"""Observe: complete lists of remote Services/Endpoints and of this prefix's local mirrors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ksm_sync.kube import Kube
+from ksm_sync.model import Endpoints, Service, endpoints_from_api, service_from_api
+from ksm_sync.naming import ownership_selector
+
+PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Observed:
+    remote_services: tuple[Service, ...]
+    remote_endpoints: tuple[Endpoints, ...]
+    local_services: tuple[Service, ...]
+    local_endpoints: tuple[Endpoints, ...]
+
+
+def observe(
+    remote: Kube,
+    local: Kube,
+    *,
+    label_selector: str,
+    namespace: str,
+    prefix: str,
+    page_size: int = PAGE_SIZE,
+) -> Observed:
+    """All four lists, complete, or ApiError: a pass never acts on part of the world."""
+    remote_query = {"labelSelector": label_selector}
+    local_query = {"labelSelector": ownership_selector(prefix)}
+    return Observed(
+        remote_services=tuple(
+            service_from_api(o)
+            for o in remote.list_all("/api/v1/services", remote_query, page_size=page_size)
+        ),
+        remote_endpoints=tuple(
+            endpoints_from_api(o)
+            for o in remote.list_all("/api/v1/endpoints", remote_query, page_size=page_size)
+        ),
+        local_services=tuple(
+            service_from_api(o)
+            for o in local.list_all(
+                f"/api/v1/namespaces/{namespace}/services", local_query, page_size=page_size
+            )
+        ),
+        local_endpoints=tuple(
+            endpoints_from_api(o)
+            for o in local.list_all(
+                f"/api/v1/namespaces/{namespace}/endpoints", local_query, page_size=page_size
+            )
+        ),
+    )

@@ -1,0 +1,212 @@
+"""The planner: desired mirrors vs current mirrors -> changes. Pure: no I/O, no client.
+
+Compares only the fields ksm-sync owns (ownership labels, the remote annotations, type,
+headless, ports, externalName, subsets), already normalised by `model`, so a pass over an
+unchanged world plans nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from ksm_sync.mirror import Mirror, Skip
+from ksm_sync.model import Endpoints, Meta, Ref, Service
+from ksm_sync.naming import (
+    MIRRORED_LABEL,
+    PREFIX_LABEL,
+    REMOTE_NAME_ANNOTATION,
+    REMOTE_NAMESPACE_ANNOTATION,
+)
+
+ORPHAN = "orphan: no Service mirror"
+Action = Literal["create", "update", "recreate", "delete"]
+Kind = Literal["Service", "Endpoints"]
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    kind: Kind
+    name: str
+    remote: Ref | None
+    desired: Service | Endpoints | None
+    current: Service | Endpoints | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What deletes are allowed; the filters external-dns calls policies.
+
+    deletable_remotes None lets any stale mirror go; a set lets only mirrors of those
+    remotes go (used by `loop --no-svc-sync`: remotes seen to disappear while running).
+    """
+
+    delete: bool = True
+    deletable_remotes: frozenset[Ref] | None = None
+    max_delete_ratio: float = 0.5
+    guard_min_mirrors: int = 5
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    unchanged: int
+    skipped: tuple[Skip, ...] = ()
+    held: tuple[Change, ...] = ()  # deletes the policy or the guard kept back
+    guard: str | None = None  # why the mass-deletion guard held deletes back
+
+    def count(self, action: Action) -> int:
+        """Mirrors (by name) with this action on their Service or Endpoints."""
+        return len({c.name for c in self.changes if c.action == action})
+
+
+def owned(meta: Meta, prefix: str) -> bool:
+    return meta.label(MIRRORED_LABEL) == "true" and meta.label(PREFIX_LABEL) == prefix
+
+
+def remote_of(meta: Meta) -> Ref | None:
+    namespace = meta.annotation(REMOTE_NAMESPACE_ANNOTATION)
+    name = meta.annotation(REMOTE_NAME_ANNOTATION)
+    if namespace is None or name is None:
+        return None  # made by kube-service-mirror, which recorded no remote
+    return Ref(namespace, name)
+
+
+def _owned_meta_differs(desired: Meta, current: Meta) -> str | None:
+    current_labels = dict(current.labels)
+    if any(current_labels.get(k) != v for k, v in desired.labels):
+        return "ownership labels"
+    current_annotations = dict(current.annotations)
+    if any(current_annotations.get(k) != v for k, v in desired.annotations):
+        return "remote annotations"
+    return None
+
+
+def service_change(desired: Service, current: Service) -> tuple[Action, str] | None:
+    if desired.type != current.type:
+        return "recreate", f"type {current.type} -> {desired.type}"
+    if desired.headless != current.headless:
+        flip = "ClusterIP -> headless" if desired.headless else "headless -> ClusterIP"
+        return "recreate", f"{flip} (clusterIP is immutable)"
+    if desired.ports != current.ports:
+        return "update", "ports"
+    if desired.external_name != current.external_name:
+        return "update", "externalName"
+    differs = _owned_meta_differs(desired.meta, current.meta)
+    return ("update", differs) if differs else None
+
+
+def endpoints_change(desired: Endpoints, current: Endpoints) -> tuple[Action, str] | None:
+    if desired.subsets != current.subsets:
+        return "update", "subsets"
+    differs = _owned_meta_differs(desired.meta, current.meta)
+    return ("update", differs) if differs else None
+
+
+def _deletable(remote: Ref | None, policy: Policy) -> bool:
+    if not policy.delete:
+        return False
+    if policy.deletable_remotes is None:
+        return True
+    return remote is not None and remote in policy.deletable_remotes
+
+
+def plan(
+    desired: Mapping[str, Mirror],
+    services: Iterable[Service],
+    endpoints: Iterable[Endpoints],
+    *,
+    prefix: str,
+    policy: Policy = Policy(),
+    skipped: Iterable[Skip] = (),
+) -> Plan:
+    """Changes that turn the current owned mirrors into the desired ones.
+
+    Objects that lack this prefix's ownership labels are ignored here: they can never be
+    updated or deleted. A create that meets one is reported as a conflict by `apply`.
+    """
+    current_services = {s.meta.ref.name: s for s in services if owned(s.meta, prefix)}
+    current_endpoints = {e.meta.ref.name: e for e in endpoints if owned(e.meta, prefix)}
+    changes: list[Change] = []
+    deletes: list[Change] = []
+    unchanged = 0
+
+    for name in sorted(desired):
+        mirror = desired[name]
+        before = len(changes)
+        current = current_services.get(name)
+        if current is None:
+            changes.append(
+                Change("create", "Service", name, mirror.remote, mirror.service, None, "new")
+            )
+        elif (diff := service_change(mirror.service, current)) is not None:
+            action, reason = diff
+            changes.append(
+                Change(action, "Service", name, mirror.remote, mirror.service, current, reason)
+            )
+        current_ep = current_endpoints.get(name)
+        if mirror.endpoints is None:
+            if current_ep is not None:
+                reason = "remote Service has no Endpoints"
+                changes.append(
+                    Change("delete", "Endpoints", name, mirror.remote, None, current_ep, reason)
+                )
+        elif current_ep is None:
+            changes.append(
+                Change("create", "Endpoints", name, mirror.remote, mirror.endpoints, None, "new")
+            )
+        elif (diff := endpoints_change(mirror.endpoints, current_ep)) is not None:
+            action, reason = diff
+            changes.append(
+                Change(
+                    action, "Endpoints", name, mirror.remote, mirror.endpoints, current_ep, reason
+                )
+            )
+        if len(changes) == before:
+            unchanged += 1
+
+    stale = sorted(set(current_services) - set(desired))
+    for name in stale:
+        current = current_services[name]
+        remote = remote_of(current.meta)
+        deletes.append(Change("delete", "Service", name, remote, None, current, "remote is gone"))
+        if name in current_endpoints:
+            deletes.append(
+                Change("delete", "Endpoints", name, remote, None, current_endpoints[name],
+                       "its Service mirror is deleted")
+            )  # fmt: skip
+    for name in sorted(set(current_endpoints) - set(desired) - set(current_services)):
+        current_ep = current_endpoints[name]
+        deletes.append(
+            Change(
+                "delete", "Endpoints", name, remote_of(current_ep.meta), None, current_ep, ORPHAN
+            )
+        )
+
+    allowed = [d for d in deletes if _deletable(d.remote, policy)]
+    held = [d for d in deletes if not _deletable(d.remote, policy)]
+    guard = _guard(len(current_services), allowed, policy)
+    if guard is not None:
+        held, allowed = deletes, []
+    return Plan(
+        changes=tuple(changes + allowed),
+        unchanged=unchanged,
+        skipped=tuple(skipped),
+        held=tuple(held),
+        guard=guard,
+    )
+
+
+def _guard(existing: int, allowed: list[Change], policy: Policy) -> str | None:
+    deleting = len({c.name for c in allowed if c.kind == "Service"})
+    if existing <= policy.guard_min_mirrors or deleting <= policy.max_delete_ratio * existing:
+        return None
+    return (
+        f"would delete {deleting} of {existing} mirrors, more than --max-delete-ratio "
+        f"{policy.max_delete_ratio:g}: an empty or wrong remote list (label selector typo, "
+        f"wrong cluster) looks like this. Nothing deleted; check the remote, or raise "
+        f"--max-delete-ratio to allow it"
+    )

@@ -1,0 +1,103 @@
+"""Report: what a pass did (or would do), counted per mirror, and its exit status."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ksm_sync.apply import Outcome
+from ksm_sync.mirror import Skip
+from ksm_sync.model import Endpoints, Service
+from ksm_sync.plan import ORPHAN, Change, Plan
+
+FIELDS = ("created", "updated", "recreated", "deleted", "unchanged", "conflicts", "skipped",
+          "failed", "held")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Report:
+    counts: dict[str, int] = field(default_factory=dict)
+    duration: float = 0.0
+    error: str | None = None  # the pass could not run
+    guard: str | None = None  # the mass-deletion guard held deletes back
+    dry_run: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return 3
+        trouble = sum(self.counts.get(k, 0) for k in ("conflicts", "skipped", "failed"))
+        return 1 if trouble or self.guard else 0
+
+    def summary(self) -> str:
+        if self.error is not None:
+            return f"pass could not run after {self.duration:.2f}s: {self.error}"
+        counts = " ".join(f"{k}={self.counts.get(k, 0)}" for k in FIELDS)
+        raced = self.counts.get("raced", 0)
+        extra = f" raced={raced}" if raced else ""
+        verb = "dry run planned" if self.dry_run else "pass done"
+        return f"{verb}: {counts}{extra} duration={self.duration:.2f}s"
+
+
+_PAST = {"create": "created", "update": "updated", "recreate": "recreated", "delete": "deleted"}
+
+
+def _mirror_result(outcomes: list[Outcome]) -> str:
+    results = {o.result for o in outcomes}
+    if "failed" in results or "abandoned" in results:
+        return "failed"
+    if "conflict" in results:
+        return "conflicts"
+    if results == {"raced"}:
+        return "raced"
+    done = [o.change for o in outcomes if o.result == "done"]
+    service = [c for c in done if c.kind == "Service"]
+    if service:
+        return _PAST[service[0].action]
+    return "deleted" if done and all(c.reason == ORPHAN for c in done) else "updated"
+
+
+def tally(plan: Plan, outcomes: Iterable[Outcome]) -> dict[str, int]:
+    by_name: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_name.setdefault(outcome.change.name, []).append(outcome)
+    counts = Counter(_mirror_result(group) for group in by_name.values())
+    counts["unchanged"] += plan.unchanged
+    counts["skipped"] += len(plan.skipped)
+    counts["held"] += len({c.name for c in plan.held})
+    return dict(counts)
+
+
+def planned(plan: Plan) -> dict[str, int]:
+    """The counts a dry run reports: what each mirror would go through."""
+    outcomes = [Outcome(c, "done") for c in plan.changes]
+    return tally(plan, outcomes)
+
+
+def describe(change: Change) -> str:
+    """One line of a dry run's diff."""
+    remote = f" (remote {change.remote})" if change.remote else ""
+    sign = {"create": "+", "update": "~", "recreate": "!", "delete": "-"}[change.action]
+    line = f"{sign} {change.action} {change.kind} {change.name}{remote}: {change.reason}"
+    if change.action == "update" and change.current is not None and change.desired is not None:
+        line += f"\n    was: {_short(change.current)}\n    now: {_short(change.desired)}"
+    return line
+
+
+def _short(obj: Service | Endpoints) -> str:
+    if isinstance(obj, Service):
+        ports = ",".join(
+            f"{p.name + ':' if p.name else ''}{p.port}/{p.protocol}" for p in obj.ports
+        )
+        return f"ports [{ports}]" + (
+            f" externalName {obj.external_name}" if obj.external_name else ""
+        )
+    ready = sum(len(s.addresses) for s in obj.subsets)
+    not_ready = sum(len(s.not_ready) for s in obj.subsets)
+    ports = ",".join(sorted({f"{p.port}/{p.protocol}" for s in obj.subsets for p in s.ports}))
+    return f"{ready} ready, {not_ready} not ready addresses, ports [{ports}]"
+
+
+def describe_skip(skip: Skip) -> str:
+    return f"skip Service {skip.remote}: {skip.reason}"

@@ -1,0 +1,40 @@
+"""Validated settings of a run, built once by the CLI; everything after it trusts them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class KubeconfigSource:
+    """Credentials from a kubeconfig file (or files, KUBECONFIG-style) and a context."""
+
+    path: str | None  # None: in-cluster service account
+    context: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """kube-service-mirror's remote credentials: API URL, bearer token, CA from a URL."""
+
+    api_url: str
+    ca_url: str
+    token_path: str | None = None
+    token_value: str | None = field(default=None, repr=False)  # never printed
+
+
+@dataclass(frozen=True)
+class Settings:
+    label_selector: str
+    prefix: str
+    mirror_namespace: str
+    local: KubeconfigSource
+    remote: KubeconfigSource | TokenSource
+    svc_sync: bool = True
+    policy: Literal["sync", "upsert-only"] = "sync"
+    max_delete_ratio: float = 0.5
+    dry_run: bool = False
+    concurrency: int = 16
+    pass_timeout: float = 300.0
+    page_size: int = 500
