@@ -1,0 +1,86 @@
+"""Normalisation at the edge: what the API server defaults or reorders must compare equal."""
+
+from __future__ import annotations
+
+from ksm_sync.model import (
+    endpoints_from_api,
+    endpoints_to_api,
+    service_from_api,
+    service_to_api,
+    subsets_from_api,
+)
+
+
+def test_server_defaults_do_not_change_a_service_value() -> None:
+    sent = {"metadata": {"name": "a", "namespace": "n"}, "spec": {"ports": [{"port": 80}]}}
+    stored = {
+        "metadata": {"name": "a", "namespace": "n", "uid": "u", "resourceVersion": "7"},
+        "spec": {
+            "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}],
+            "type": "ClusterIP",
+            "clusterIP": "10.0.0.9",
+            "clusterIPs": ["10.0.0.9"],
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "sessionAffinity": "None",
+            "internalTrafficPolicy": "Cluster",
+        },
+    }
+    assert service_from_api(sent) == service_from_api(stored)
+
+
+def test_port_order_does_not_matter() -> None:
+    a = {"metadata": {}, "spec": {"ports": [{"name": "a", "port": 1}, {"name": "b", "port": 2}]}}
+    b = {"metadata": {}, "spec": {"ports": [{"name": "b", "port": 2}, {"name": "a", "port": 1}]}}
+    assert service_from_api(a) == service_from_api(b)
+
+
+def test_subsets_split_or_ordered_differently_are_equal() -> None:
+    ports = [{"name": "http", "port": 8080}]
+    one = [{"addresses": [{"ip": "10.0.0.2"}, {"ip": "10.0.0.1"}], "ports": ports}]
+    split = [
+        {"addresses": [{"ip": "10.0.0.1"}], "ports": ports},
+        {
+            "addresses": [{"ip": "10.0.0.2"}],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        },
+    ]
+    assert subsets_from_api(one) == subsets_from_api(split)
+
+
+def test_endpoints_keep_hostname_target_name_and_not_ready() -> None:
+    obj = {
+        "metadata": {"name": "web", "namespace": "shop"},
+        "subsets": [
+            {
+                "addresses": [
+                    {"ip": "10.1.0.1", "hostname": "web-0", "nodeName": "n1",
+                     "targetRef": {"kind": "Pod", "name": "web-0", "namespace": "shop", "uid": "x"}}
+                ],
+                "notReadyAddresses": [{"ip": "10.1.0.2"}],
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            }
+        ],
+    }  # fmt: skip
+    back = endpoints_to_api(endpoints_from_api(obj))
+    assert back["subsets"] == [
+        {
+            "ports": [{"port": 8080, "protocol": "TCP", "name": "http"}],
+            "addresses": [{"ip": "10.1.0.1", "hostname": "web-0",
+                           "targetRef": {"kind": "Pod", "name": "web-0"}}],
+            "notReadyAddresses": [{"ip": "10.1.0.2"}],
+        }
+    ]  # fmt: skip
+
+
+def test_service_round_trip_is_stable() -> None:
+    obj = {
+        "metadata": {"name": "db", "namespace": "n", "labels": {"a": "b"}},
+        "spec": {
+            "clusterIP": "None",
+            "ports": [{"name": "pg", "port": 5432, "appProtocol": "postgres"}],
+        },
+    }
+    value = service_from_api(obj)
+    assert service_from_api(service_to_api(value)) == value
+    assert service_to_api(value)["spec"]["clusterIP"] == "None"
