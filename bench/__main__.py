@@ -1,0 +1,305 @@
+"""python -m bench [--sizes 1000,10000]: seeds, runs ksm-sync through its CLI, prints the table.
+
+Per size: fresh control planes in a temporary directory; N remote Services (two ports) and
+Endpoints (three ready addresses) over 10 namespaces; then the floor's cold pass, ksm-sync's
+cold pass, unchanged passes against list floors (interleaved, median of --repeat), and a
+1% churn. Results go to bench-results/ as JSON, beside the ksm-sync logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import floor, world
+from bench.measure import (
+    FLOOR_AGENT,
+    KSM_AGENT,
+    SEED_AGENT,
+    AuditWindow,
+    Run,
+    by_verb,
+    run_ksm,
+    writes,
+)
+from bench.raw import Raw
+from tests.support import controlplane
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_CONCURRENCY = 32
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _say(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    """One size: its control planes, clients and audit windows."""
+
+    def __init__(self, n: int, planes: dict[str, controlplane.ControlPlane], args: Any) -> None:
+        self.n, self.args = n, args
+        self.remote_plane, self.local_plane = planes["remote"], planes["local"]
+        self.logs = Path(args.output).parent / "logs" / f"n{n}"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+        def raw(plane: controlplane.ControlPlane, agent: str) -> Raw:
+            return Raw(plane.url, plane.admin_ssl_context(), agent)
+
+        self.remote_seed = raw(self.remote_plane, SEED_AGENT)
+        self.local_seed = raw(self.local_plane, SEED_AGENT)
+        self.remote_floor = raw(self.remote_plane, FLOOR_AGENT)
+        self.local_floor = raw(self.local_plane, FLOOR_AGENT)
+        self.audits = [AuditWindow(p.audit_log) for p in (self.remote_plane, self.local_plane)]
+
+    def mark(self) -> None:
+        for audit in self.audits:
+            audit.mark()
+
+    def requests(self, agent: str) -> dict[str, Any]:
+        return by_verb(*(audit.counts(agent) for audit in self.audits))
+
+    def detail(self, agent: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for audit in self.audits:
+            for key, value in audit.counts(agent).items():
+                if " " in key:
+                    out[key] = out.get(key, 0) + value
+        return out
+
+    def namespace(self, name: str) -> str:
+        self.local_seed.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+        return name
+
+    def ksm(self, namespace: str, label: str, concurrency: int | None = None) -> Run:
+        args = [
+            "--target-kube-config", str(self.remote_plane.kubeconfig),
+            "--kube-config", str(self.local_plane.kubeconfig),
+            "--mirror-ns", namespace,
+            "--label-selector", world.SELECTOR,
+            "--svc-prefix", world.PREFIX,
+            "--concurrency", str(concurrency or self.args.concurrency),
+            "--pass-timeout", "30m",
+        ]  # fmt: skip
+        self.mark()
+        run = run_ksm(args, self.logs / f"{label}.log")
+        run.requests = self.requests(KSM_AGENT)
+        _say(
+            f"n={self.n} {label}: {run.wall:.2f}s wall, {run.peak_rss_mb:.0f} MB, "
+            f"exit {run.exit_code}, {run.summary}"
+        )
+        return run
+
+    def run(self) -> dict[str, Any]:
+        n, args = self.n, self.args
+        result: dict[str, Any] = {"n": n, "load_start": os.getloadavg()}
+        started = time.monotonic()
+        world.seed(self.remote_seed, n, SEED_CONCURRENCY)
+        result["seed_seconds"] = time.monotonic() - started
+        _say(f"n={n}: seeded {n} Services + Endpoints in {result['seed_seconds']:.1f}s")
+
+        self.namespace("floor")
+        self.mark()
+        cold_floor = floor.cold(
+            self.remote_floor, self.local_floor, "floor", args.page_size, args.concurrency
+        )
+        result["floor_cold"] = {**vars(cold_floor), "requests": self.requests(FLOOR_AGENT)}
+        _say(f"n={n} floor cold: {cold_floor.seconds:.2f}s ({cold_floor.creates} creates)")
+
+        mirrors = self.namespace("mirrors")
+        cold = self.ksm(mirrors, "cold")
+        result["cold"] = vars(cold)
+
+        unchanged: list[Run] = []
+        list_floors: list[float] = []
+        floor_requests: dict[str, int] = {}
+        for i in range(args.repeat):
+            self.mark()
+            seen = floor.lists(self.remote_floor, self.local_floor, mirrors, args.page_size)
+            list_floors.append(seen.seconds)
+            floor_requests = self.requests(FLOOR_AGENT)
+            _say(f"n={n} list floor {i + 1}: {seen.seconds:.2f}s")
+            unchanged.append(self.ksm(mirrors, f"unchanged-{i + 1}"))
+        result["list_floor"] = {"seconds": statistics.median(list_floors), "samples": list_floors,
+                                "requests": floor_requests}  # fmt: skip
+        result["unchanged"] = {
+            **vars(sorted(unchanged, key=lambda r: r.wall)[len(unchanged) // 2]),
+            "samples": [vars(r) for r in unchanged],
+        }
+
+        changed = world.churn(self.remote_seed, n, SEED_CONCURRENCY)
+        churn = self.ksm(mirrors, "churn")
+        result["churn"] = {**vars(churn), "changes": changed, "writes": writes(churn.requests)}
+        result["churn"]["write_detail"] = {
+            k: v for k, v in self.detail(KSM_AGENT).items() if k.split()[0] in ("patch", "create",
+                                                                              "update", "delete")
+        }  # fmt: skip
+
+        for c in args.sweep:
+            self.namespace(f"floor-c{c}")
+            swept_floor = floor.cold(
+                self.remote_floor, self.local_floor, f"floor-c{c}", args.page_size, c
+            )
+            swept = self.ksm(self.namespace(f"sweep-c{c}"), f"cold-c{c}", concurrency=c)
+            result.setdefault("sweep", []).append(
+                {"concurrency": c, "ksm_wall": swept.wall, "ksm_pass": swept.pass_seconds,
+                 "floor": swept_floor.seconds, "floor_creates": swept_floor.create_seconds}
+            )  # fmt: skip
+            _say(f"n={n} sweep c={c}: ksm {swept.wall:.2f}s, floor {swept_floor.seconds:.2f}s")
+
+        if args.profile:
+            self.profile(mirrors)
+        result["load_end"] = os.getloadavg()
+        return result
+
+    def profile(self, mirrors: str) -> None:
+        """pyinstrument reports of an unchanged and a cold pass (not timed: it slows them)."""
+        out = Path(self.args.output).parent
+        for label, namespace in (("unchanged", mirrors), ("cold", self.namespace("profile"))):
+            report = out / f"profile-n{self.n}-{label}.txt"
+            prefix = [sys.executable, "-m", "pyinstrument", "-o", str(report), "-m", "ksm_sync"]
+            args = [
+                "--target-kube-config", str(self.remote_plane.kubeconfig),
+                "--kube-config", str(self.local_plane.kubeconfig),
+                "--mirror-ns", namespace, "--label-selector", world.SELECTOR,
+                "--svc-prefix", world.PREFIX, "--concurrency", str(self.args.concurrency),
+                "--pass-timeout", "30m",
+            ]  # fmt: skip
+            run = run_ksm(args, self.logs / f"profile-{label}.log", prefix=prefix)
+            _say(f"n={self.n} profile {label}: {run.wall:.2f}s -> {report}")
+
+
+def bench_size(n: int, args: Any) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="ksm-bench-"))
+    try:
+        _say(f"n={n}: starting control planes under {root}")
+        planes = controlplane.up(root / "planes", die_with_parent=True)
+        bench = Bench(n, planes, args)
+        result = bench.run()
+        result["kubernetes"] = bench.remote_seed.request("GET", "/version").get("gitVersion")
+        return result
+    finally:
+        controlplane.down(root / "planes")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "-"
+
+
+def _verbs(requests: dict[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in requests.items()) or "-"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The figures and their ratio to the floor, one block per size."""
+    header = (
+        f"{'N':>6} {'scenario':<10} {'wall s':>7} {'pass s':>7} {'floor s':>7} {'wall/fl':>7} "
+        f"{'pass/fl':>7} {'RSS MB':>6}  requests (ksm-sync | floor)"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results["sizes"]:
+        n = r["n"]
+        rows = [
+            ("cold", r["cold"], r["floor_cold"]["seconds"], r["floor_cold"]["requests"]),
+            ("unchanged", r["unchanged"], r["list_floor"]["seconds"], r["list_floor"]["requests"]),
+            ("churn", r["churn"], None, {}),
+        ]
+        for name, run, floor_s, floor_req in rows:
+            fl = f"{floor_s:7.2f}" if floor_s else f"{'-':>7}"
+            extra = (
+                f" | writes {run['writes']} for {run['changes']} changes"
+                if name == "churn"
+                else f" | {_verbs(floor_req)}"
+            )
+            lines.append(
+                f"{n:>6} {name:<10} {run['wall']:7.2f} {run['pass_seconds'] or 0:7.2f} {fl} "
+                f"{_ratio(run['wall'], floor_s):>7} {_ratio(run['pass_seconds'], floor_s):>7} "
+                f"{run['peak_rss_mb']:6.0f}  {_verbs(run['requests'])}{extra}"
+            )
+        for s in r.get("sweep", []):
+            lines.append(
+                f"{n:>6} {'cold c=' + str(s['concurrency']):<10} {s['ksm_wall']:7.2f} "
+                f"{s['ksm_pass'] or 0:7.2f} {s['floor']:7.2f} "
+                f"{_ratio(s['ksm_wall'], s['floor']):>7} {_ratio(s['ksm_pass'], s['floor']):>7}"
+            )
+        lines.append(
+            f"{'':>6} load {r['load_start'][0]:.2f} -> {r['load_end'][0]:.2f} (1 min); "
+            f"seeding {r['seed_seconds']:.1f}s; Kubernetes {r.get('kubernetes')}"
+        )
+    sizes = {r["n"]: r for r in results["sizes"]}
+    if len(sizes) >= 2:
+        small, large = min(sizes), max(sizes)
+        growth = []
+        for name, fl in (("cold", "floor_cold"), ("unchanged", "list_floor")):
+            k = sizes[large][name]["wall"] / sizes[small][name]["wall"]
+            f = sizes[large][fl]["seconds"] / sizes[small][fl]["seconds"]
+            growth.append(f"{name} x{k:.1f} (floor x{f:.1f})")
+        lines.append(f"growth {small} -> {large} (x{large // small}): " + ", ".join(growth))
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
+    parser.add_argument("--sizes", type=ints, default=[1000, 10000], help="e.g. 1000,10000")
+    parser.add_argument("--concurrency", type=int, default=16, help="ksm-sync's and the floor's")
+    parser.add_argument("--page-size", type=int, default=500, help="the floor's list page size")
+    parser.add_argument("--repeat", type=int, default=3, help="unchanged passes (median kept)")
+    parser.add_argument("--sweep", type=ints, default=[], help="extra cold passes, e.g. 4,8,32")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument reports too")
+    parser.add_argument("--output", help="results JSON (default bench-results/<time>.json)")
+    args = parser.parse_args(argv)
+    if not args.output:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        args.output = str(REPO / "bench-results" / f"{stamp}.json")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    results: dict[str, Any] = {
+        "started": _now(),
+        "uptime_start": _uptime(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "args": {k: v for k, v in vars(args).items()},
+        "sizes": [],
+    }
+    for n in args.sizes:
+        results["sizes"].append(bench_size(n, args))
+        Path(args.output).write_text(json.dumps(results, indent=2, default=str))
+    results["finished"] = _now()
+    results["uptime_end"] = _uptime()
+    results["kubernetes"] = results["sizes"][0].get("kubernetes") if results["sizes"] else None
+    Path(args.output).write_text(json.dumps(results, indent=2, default=str))
+    print(f"{results['cores']} cores; {results['uptime_start']}")
+    print(table(results))
+    print(f"{results['uptime_end']}\nresults: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

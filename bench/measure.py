@@ -1,0 +1,108 @@
+"""Measuring a run: requests by verb from the audit log, and ksm-sync's wall time and peak RSS.
+
+The audit log counts what the API server saw, whoever sent it; filtering by user agent
+keeps the seeding and the floor's requests out of ksm-sync's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KSM_AGENT = "ksm-sync/"
+FLOOR_AGENT = "ksm-bench-floor"
+SEED_AGENT = "ksm-bench-seed"
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+SUMMARY = re.compile(r"pass done: (?P<counts>.*) duration=(?P<duration>[0-9.]+)s")
+AUDIT_SETTLE = 0.3  # the ResponseComplete event is written just after the response
+
+
+class AuditWindow:
+    """Events an API server logged between mark() and counts()."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def mark(self) -> None:
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def counts(self, agent_prefix: str) -> Counter[str]:
+        """'verb' and 'verb resource' counts of requests by agents starting with agent_prefix."""
+        time.sleep(AUDIT_SETTLE)
+        counts: Counter[str] = Counter()
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            for line in f:
+                event = json.loads(line)
+                if event.get("stage") != "ResponseComplete":
+                    continue
+                if not str(event.get("userAgent", "")).startswith(agent_prefix):
+                    continue
+                verb = event.get("verb", "?")
+                resource = (event.get("objectRef") or {}).get("resource", "?")
+                counts[verb] += 1
+                counts[f"{verb} {resource}"] += 1
+        return counts
+
+
+def by_verb(*windows: Counter[str]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for window in windows:
+        total.update({k: v for k, v in window.items() if " " not in k})
+    return dict(sorted(total.items()))
+
+
+def writes(counts: dict[str, int]) -> int:
+    return sum(v for k, v in counts.items() if k in WRITE_VERBS)
+
+
+@dataclass
+class Run:
+    """One `ksm-sync once`: how long, how much memory, what it reported."""
+
+    argv: list[str]
+    wall: float
+    peak_rss_mb: float
+    exit_code: int
+    pass_seconds: float | None
+    summary: str
+    requests: dict[str, int] = field(default_factory=dict)
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+def ksm_sync_command() -> list[str]:
+    """The installed CLI beside this interpreter (the venv's), else on PATH."""
+    beside = Path(sys.executable).parent / "ksm-sync"
+    return [str(beside)] if beside.exists() else ["ksm-sync"]
+
+
+def run_ksm(args: list[str], log: Path, prefix: list[str] | None = None) -> Run:
+    """Runs the real CLI; peak RSS is the child's own, from wait4, not the control planes'."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KSM_") and k != "KUBECONFIG"}
+    argv = [*(prefix or ksm_sync_command()), "once", *args]
+    load = os.getloadavg()
+    with log.open("w") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = log.read_text(errors="replace")
+    match = SUMMARY.search(text)
+    return Run(
+        argv=argv,
+        wall=wall,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        exit_code=proc.returncode,
+        pass_seconds=float(match["duration"]) if match else None,
+        summary=match.group(0) if match else (text.strip().splitlines() or [""])[-1],
+        load=load,
+    )
