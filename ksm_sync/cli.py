@@ -114,6 +114,9 @@ def _options(
     pass_timeout: Annotated[str, typer.Option(
         envvar="KSM_PASS_TIMEOUT", rich_help_panel=MIRRORING,
         help="Longest a pass may take, retries included (Go duration).")] = "5m0s",
+    request_timeout: Annotated[str, typer.Option(
+        envvar="KSM_REQUEST_TIMEOUT", rich_help_panel=MIRRORING,
+        help="Longest wait for one API answer before it is retried (Go duration).")] = "30s",
     concurrency: Annotated[int, typer.Option(
         envvar="KSM_CONCURRENCY", rich_help_panel=MIRRORING, min=1, max=256,
         help="Writes in flight at once against the local API server.")] = 16,
@@ -176,10 +179,12 @@ def build_settings(options: dict[str, Any]) -> Settings:
     )
     credentials.check(local, "local")
     credentials.check(remote, "remote")
-    for option in ("resync_period", "pass_timeout"):
+    for option in ("resync_period", "pass_timeout", "request_timeout"):
         options[option] = _parse(option, options[option])
     if options["pass_timeout"] <= 0:
         raise UsageError("--pass-timeout (KSM_PASS_TIMEOUT) must be longer than 0s")
+    if options["request_timeout"] <= 0:
+        raise UsageError("--request-timeout (KSM_REQUEST_TIMEOUT) must be longer than 0s")
     return Settings(
         label_selector=options["label_selector"],
         prefix=options["svc_prefix"],
@@ -192,6 +197,7 @@ def build_settings(options: dict[str, Any]) -> Settings:
         dry_run=options["dry_run"],
         concurrency=options["concurrency"],
         pass_timeout=options["pass_timeout"],
+        request_timeout=options["request_timeout"],
     )
 
 

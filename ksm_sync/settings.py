@@ -37,4 +37,5 @@ class Settings:
     dry_run: bool = False
     concurrency: int = 16
     pass_timeout: float = 300.0
+    request_timeout: float = 30.0  # read timeout of one request; a stalled answer is retried
     page_size: int = 500

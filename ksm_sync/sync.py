@@ -13,7 +13,7 @@ from loguru import logger
 from ksm_sync import credentials
 from ksm_sync.apply import NamespaceMissing, apply, log_outcome
 from ksm_sync.errors import Unavailable, UsageError
-from ksm_sync.kube import ApiError, Kube, RequestObserver
+from ksm_sync.kube import ApiError, Kube, RequestObserver, RetryPolicy
 from ksm_sync.mirror import desired_mirrors
 from ksm_sync.model import Ref
 from ksm_sync.observe import observe
@@ -62,17 +62,20 @@ def _run_pass(
 ) -> tuple[Report, Plan | None]:
     started = time.monotonic()
     deadline = started + settings.pass_timeout
+    retry = RetryPolicy(read_timeout=settings.request_timeout)
     try:
         remote = Kube(
             credentials.client(settings.remote, pool_size=settings.concurrency, workdir=workdir),
             "remote",
             deadline=deadline,
+            retry=retry,
             observer=observer,
         )
         local = Kube(
             credentials.client(settings.local, pool_size=settings.concurrency, workdir=workdir),
             "local",
             deadline=deadline,
+            retry=retry,
             observer=observer,
         )
         seen = observe(
