@@ -217,6 +217,7 @@ def _run(mode: str, options: dict[str, Any]) -> None:
         logger.error(str(error))
         raise typer.Exit(error.exit_code) from None
     period = parse_duration(options["resync_period"])
+    logger.debug("settings: {} resync_period={}", settings, period)  # secrets have repr=False
     logger.bind(mode=mode, prefix=settings.prefix, mirror_namespace=settings.mirror_namespace).info(
         "ksm-sync {} {}: selector {!r}, prefix {!r}, mirror namespace {!r}{}",
         __version__,
