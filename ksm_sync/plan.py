@@ -138,16 +138,20 @@ def plan(
         mirror = desired[name]
         before = len(changes)
         current = current_services.get(name)
+        recreated = False
         if current is None:
             changes.append(
                 Change("create", "Service", name, mirror.remote, mirror.service, None, "new")
             )
         elif (diff := service_change(mirror.service, current)) is not None:
             action, reason = diff
+            recreated = action == "recreate"
             changes.append(
                 Change(action, "Service", name, mirror.remote, mirror.service, current, reason)
             )
-        current_ep = current_endpoints.get(name)
+        # The API server deletes a Service's Endpoints with it: a recreated Service mirror
+        # needs its Endpoints mirror created again, or it stays empty until the next pass.
+        current_ep = None if recreated else current_endpoints.get(name)
         if mirror.endpoints is None:
             if current_ep is not None:
                 reason = "remote Service has no Endpoints"
