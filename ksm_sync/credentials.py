@@ -20,7 +20,7 @@ from kubernetes.config import ConfigException, list_kube_config_contexts, load_k
 from kubernetes.config.incluster_config import load_incluster_config
 from loguru import logger
 
-from ksm_sync import __version__
+from ksm_sync import __version__, logs
 from ksm_sync.errors import Unavailable, UsageError
 from ksm_sync.settings import KubeconfigSource, TokenSource
 
@@ -111,6 +111,8 @@ def client(source: KubeconfigSource | TokenSource, *, pool_size: int, workdir: P
             )
         except ConfigException as error:
             raise UsageError(f"kubeconfig {source.path}: {error}") from None
+    for key in (configuration.api_key or {}).values():  # kubeconfig tokens: never logged either
+        logs.secret(str(key).removeprefix("Bearer ").strip())
     configuration.connection_pool_maxsize = pool_size
     configuration.retries = False  # tenacity retries; urllib3 must not retry underneath
     api = ApiClient(configuration)
@@ -137,10 +139,11 @@ def read_token(source: TokenSource) -> str:
             "KSM_REMOTE_SERVICE_ACCOUNT_TOKEN"
         )
     token = token.rstrip("\r\n")
+    logs.secret(token)  # before anything can log it, even in an error message
     if not BEARER_TOKEN.fullmatch(token):
         raise UsageError(
-            f"{origin} is not a bearer token (RFC 6750: letters, digits and -._~+/, "
-            f"then optional '=' padding; {len(token)} characters read, not shown)"
+            f"{origin} is not a valid token: RFC 6750 allows letters, digits and -._~+/, "
+            f"then optional '=' padding ({len(token)} characters read, not shown)"
         )
     return token
 

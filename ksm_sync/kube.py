@@ -26,6 +26,8 @@ TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0
 # Observers see every request: (side, verb, status code or 0, seconds).
 RequestObserver = Callable[[str, str, int, float], None]
+# Retry observers see every retry of a request: (side,).
+RetryObserver = Callable[[str], None]
 
 
 class ApiError(Exception):
@@ -100,9 +102,10 @@ class Kube:
         deadline: float,
         retry: RetryPolicy = RetryPolicy(),
         observer: RequestObserver | None = None,
+        on_retry: RetryObserver | None = None,
     ) -> None:
         self.client, self.side, self.deadline, self.retry = client, side, deadline, retry
-        self.observer = observer
+        self.observer, self.on_retry = observer, on_retry
 
     def request(
         self,
@@ -220,3 +223,5 @@ class Kube:
         logger.bind(side=self.side, attempt=state.attempt_number).warning(
             "retrying in {:.2f}s after: {}", state.upcoming_sleep, error
         )
+        if self.on_retry:
+            self.on_retry(self.side)

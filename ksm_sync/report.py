@@ -22,6 +22,7 @@ class Report:
     error: str | None = None  # the pass could not run
     guard: str | None = None  # the mass-deletion guard held deletes back
     dry_run: bool = False
+    objects: dict[str, int] = field(default_factory=dict)  # observed: remote_services, ...
 
     @property
     def exit_code(self) -> int:
@@ -38,6 +39,25 @@ class Report:
         extra = f" raced={raced}" if raced else ""
         verb = "dry run planned" if self.dry_run else "pass done"
         return f"{verb}: {counts}{extra} duration={self.duration:.2f}s"
+
+    def fields(self) -> dict[str, object]:
+        """The summary as structured log fields, so pipelines need not parse the message."""
+        fields: dict[str, object] = {
+            "pass_result": {0: "success", 1: "partial"}.get(self.exit_code, "error"),
+            "exit_code": self.exit_code,
+            "duration_seconds": round(self.duration, 3),
+            "dry_run": self.dry_run,
+        }
+        if self.error is not None:
+            return {**fields, "error": self.error}
+        counts = {k: self.counts.get(k, 0) for k in FIELDS}
+        counts["raced"] = self.counts.get("raced", 0)
+        fields["counts"] = counts
+        if self.objects:
+            fields["objects"] = dict(self.objects)
+        if self.guard:
+            fields["guard"] = self.guard
+        return fields
 
 
 _PAST = {"create": "created", "update": "updated", "recreate": "recreated", "delete": "deleted"}

@@ -13,11 +13,12 @@ from loguru import logger
 from ksm_sync import credentials
 from ksm_sync.apply import NamespaceMissing, apply, log_outcome
 from ksm_sync.errors import Unavailable, UsageError
-from ksm_sync.kube import ApiError, Kube, RequestObserver, RetryPolicy
+from ksm_sync.kube import ApiError, Kube, RequestObserver, RetryObserver, RetryPolicy
 from ksm_sync.mirror import desired_mirrors
 from ksm_sync.model import Ref
-from ksm_sync.observe import observe
+from ksm_sync.observe import Observed, observe
 from ksm_sync.plan import Plan, Policy, plan
+from ksm_sync.progress import Progress
 from ksm_sync.report import Report, describe, describe_skip, planned, tally
 from ksm_sync.settings import Settings
 
@@ -46,10 +47,18 @@ def run_pass(
     state: PassState | None = None,
     cancel: threading.Event | None = None,
     observer: RequestObserver | None = None,
+    on_retry: RetryObserver | None = None,
 ) -> tuple[Report, Plan | None]:
     """Runs one pass and logs it; never raises for a cluster's fault, only reports it."""
     with logger.contextualize(pass_id=uuid.uuid4().hex[:8]):
-        return _run_pass(settings, workdir=workdir, state=state, cancel=cancel, observer=observer)
+        return _run_pass(
+            settings,
+            workdir=workdir,
+            state=state,
+            cancel=cancel,
+            observer=observer,
+            on_retry=on_retry,
+        )
 
 
 def _run_pass(
@@ -59,6 +68,7 @@ def _run_pass(
     state: PassState | None,
     cancel: threading.Event | None,
     observer: RequestObserver | None,
+    on_retry: RetryObserver | None = None,
 ) -> tuple[Report, Plan | None]:
     started = time.monotonic()
     deadline = started + settings.pass_timeout
@@ -70,6 +80,7 @@ def _run_pass(
             deadline=deadline,
             retry=retry,
             observer=observer,
+            on_retry=on_retry,
         )
         local = Kube(
             credentials.client(settings.local, pool_size=settings.concurrency, workdir=workdir),
@@ -77,6 +88,7 @@ def _run_pass(
             deadline=deadline,
             retry=retry,
             observer=observer,
+            on_retry=on_retry,
         )
         seen = observe(
             remote,
@@ -88,7 +100,7 @@ def _run_pass(
         )
     except (ApiError, Unavailable, UsageError) as error:
         report = Report(error=_why(error), duration=time.monotonic() - started)
-        logger.error(report.summary())
+        logger.bind(**report.fields()).error(report.summary())
         return report, None
 
     desired, skips = desired_mirrors(
@@ -108,9 +120,13 @@ def _run_pass(
     if state is not None:
         state.seen_remotes |= {s.meta.ref for s in seen.remote_services}
     for skip in the_plan.skipped:
-        logger.bind(remote=str(skip.remote), object=f"Service/{skip.mirror_name}").warning(
-            describe_skip(skip)
-        )
+        logger.bind(
+            remote=str(skip.remote),
+            object=f"Service/{skip.mirror_name}",
+            change="skip",
+            result="skipped",
+            reason=skip.reason,
+        ).warning(describe_skip(skip))
     if the_plan.guard:
         logger.bind(held=len(the_plan.held)).error("deletion guard: {}", the_plan.guard)
 
@@ -122,10 +138,12 @@ def _run_pass(
             duration=time.monotonic() - started,
             dry_run=True,
             guard=the_plan.guard,
+            objects=_objects(seen),
         )
-        logger.info(report.summary())
+        logger.bind(**report.fields()).info(report.summary())
         return report, the_plan
 
+    progress = Progress(len(the_plan.changes), on_outcome=log_outcome)
     try:
         outcomes = apply(
             the_plan.changes,
@@ -134,7 +152,7 @@ def _run_pass(
             prefix=settings.prefix,
             concurrency=settings.concurrency,
             cancel=cancel,
-            on_outcome=log_outcome,
+            on_outcome=progress.record,
         )
     except NamespaceMissing:
         report = Report(
@@ -142,12 +160,18 @@ def _run_pass(
             "cluster (create it, or set --mirror-ns)",
             duration=time.monotonic() - started,
         )
-        logger.error(report.summary())
+        logger.bind(**report.fields()).error(report.summary())
         return report, the_plan
+    finally:
+        progress.close()
     report = Report(
-        counts=tally(the_plan, outcomes), duration=time.monotonic() - started, guard=the_plan.guard
+        counts=tally(the_plan, outcomes),
+        duration=time.monotonic() - started,
+        guard=the_plan.guard,
+        objects=_objects(seen),
     )
-    (logger.info if report.exit_code == 0 else logger.warning)(report.summary())
+    log = logger.bind(**report.fields())
+    (log.info if report.exit_code == 0 else log.warning)(report.summary())
     return report, the_plan
 
 
@@ -158,3 +182,13 @@ def _why(error: Exception) -> str:
         if error.status == 0:
             return f"{error} (is the {error.side} cluster reachable?)"
     return str(error)
+
+
+def _objects(seen: Observed) -> dict[str, int]:
+    """How many objects each list held: the metrics' and the summary's view of the world."""
+    return {
+        "remote_services": len(seen.remote_services),
+        "remote_endpoints": len(seen.remote_endpoints),
+        "local_services": len(seen.local_services),
+        "local_endpoints": len(seen.local_endpoints),
+    }
