@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,8 +24,11 @@ from loguru import logger
 from ksm_sync import __version__, credentials, logs
 from ksm_sync.duration import format_duration, parse_duration
 from ksm_sync.errors import Unavailable, UsageError
+from ksm_sync.metrics import Metrics, export
 from ksm_sync.naming import prefix_problem
+from ksm_sync.report import Report
 from ksm_sync.selector import selector_problem
+from ksm_sync.server import STALE_PERIODS, Health, Server
 from ksm_sync.settings import KubeconfigSource, Settings, TokenSource
 from ksm_sync.sync import PassState, run_pass
 
@@ -32,6 +36,7 @@ TOKEN_VARIABLE = "KSM_REMOTE_SERVICE_ACCOUNT_TOKEN"
 GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 LOCAL, REMOTE, MIRRORING, OUTPUT = "Local cluster", "Remote cluster", "Mirroring", "Output"
+METRICS = "Metrics"
 
 
 class LogLevel(StrEnum):
@@ -129,6 +134,18 @@ def _options(
     log_format: Annotated[LogFormat, typer.Option(
         envvar="KSM_LOG_FORMAT", rich_help_panel=OUTPUT,
         help="text for people, json for log pipelines (one object per line).")] = LogFormat.text,
+    listen_address: Annotated[str, typer.Option(
+        envvar="KSM_LISTEN_ADDRESS", rich_help_panel=METRICS,
+        help="`loop` serves /metrics, /healthz and /readyz here (host:port or :port; "
+        "port 0 picks a free one; '' serves nothing).")] = ":8080",
+    metrics_file: Annotated[str | None, typer.Option(
+        envvar="KSM_METRICS_FILE", rich_help_panel=METRICS, show_default=False,
+        help="After every pass, write the metrics to this file, atomically (node-exporter "
+        "textfile collector: a *.prom file in its directory).")] = None,
+    pushgateway_url: Annotated[str | None, typer.Option(
+        envvar="KSM_PUSHGATEWAY_URL", rich_help_panel=METRICS, show_default=False,
+        help="After every pass, push the metrics to this Pushgateway (job ksm-sync, grouped "
+        "by prefix and mirror namespace).")] = None,
 ) -> None:  # fmt: skip
     """Template of the options every command takes; `once` and `loop` share its signature."""
 
@@ -227,14 +244,50 @@ def _run(mode: str, options: dict[str, Any]) -> None:
         settings.mirror_namespace,
         f", every {format_duration(period)}" if mode == "loop" else "",
     )
+    metrics = Metrics(
+        version=__version__, prefix=settings.prefix, mirror_namespace=settings.mirror_namespace
+    )
+    health = Health(max_age=STALE_PERIODS * period + settings.pass_timeout)
+    server = None
+    if mode == "loop" and options["listen_address"]:
+        try:
+            server = Server(options["listen_address"], metrics, health)
+        except UsageError as error:
+            logger.error(str(error))
+            raise typer.Exit(error.exit_code) from None
+        except Unavailable as error:  # mirroring matters more than its metrics: carry on
+            logger.error("{}; mirroring without them", error)
     with tempfile.TemporaryDirectory(prefix="ksm-sync-") as workdir:
+
+        def one_pass(state: PassState | None, cancel: threading.Event | None) -> Report:
+            report, _ = run_pass(
+                settings,
+                workdir=Path(workdir),
+                state=state,
+                cancel=cancel,
+                observer=metrics.request,
+                on_retry=metrics.retry,
+            )
+            metrics.record(report)
+            health.record(report)
+            export(
+                metrics,
+                metrics_file=options["metrics_file"],
+                pushgateway_url=options["pushgateway_url"],
+            )
+            return report
+
         if mode == "once":
-            report, _ = run_pass(settings, workdir=Path(workdir))
-            raise typer.Exit(report.exit_code)
-        _loop(settings, period, Path(workdir))
+            raise typer.Exit(one_pass(None, None).exit_code)
+        _loop(one_pass, period, server)
 
 
-def _loop(settings: Settings, period: float, workdir: Path) -> None:
+def _loop(
+    one_pass: Callable[[PassState, threading.Event], Report],
+    period: float,
+    server: Server | None,
+) -> None:
+    """Passes until SIGTERM; the server, if any, answers from before the first pass."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -244,9 +297,15 @@ def _loop(settings: Settings, period: float, workdir: Path) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     state = PassState()
-    while not stop.is_set():
-        run_pass(settings, workdir=workdir, state=state, cancel=stop)
-        stop.wait(period)
+    if server is not None:
+        server.start()
+    try:
+        while not stop.is_set():
+            one_pass(state, stop)
+            stop.wait(period)
+    finally:
+        if server is not None:
+            server.stop()
     logger.info("stopped")
 
 
