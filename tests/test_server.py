@@ -1,0 +1,122 @@
+"""loop's endpoints: /healthz while alive, /readyz following the passes and the remote."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from ksm_sync.errors import UsageError
+from ksm_sync.report import Report
+from ksm_sync.server import Health, parse_address
+from tests.conftest import World
+from tests.support.observability import (
+    Forwarder,
+    Loop,
+    free_port,
+    get,
+    kubeconfig_via,
+    plane_address,
+    total,
+    value,
+    wait_for,
+)
+
+
+def _args(world: World, remote_kubeconfig: str) -> list[str]:
+    return [
+        "--target-kube-config", remote_kubeconfig,
+        "--kube-config", world.local.kubeconfig,
+        "--mirror-ns", world.mirror_ns,
+        "--label-selector", world.selector,
+        "--svc-prefix", world.prefix,
+        "--resync-period", "1s",
+        "--pass-timeout", "4s",
+    ]  # fmt: skip
+
+
+def test_readyz_follows_the_remote_going_away_and_coming_back(world: World, tmp_path: Path) -> None:
+    world.service("web")
+    forwarder = Forwarder(plane_address(world.remote))
+    forwarder.start()
+    kubeconfig = kubeconfig_via(world.remote, forwarder.port, tmp_path / "remote.kubeconfig")
+    loop = Loop(_args(world, kubeconfig), free_port())
+    try:
+        wait_for(lambda: get(loop.url + "/readyz")[0] == 200, 60, "ready")
+        assert world.mirror_name("web") in world.mirrors()
+
+        forwarder.stop()
+        _, body = wait_for(lambda: (r := get(loop.url + "/readyz"))[0] == 503 and r, 60, "unready")
+        assert "the last pass did not succeed" in body and "reachable" in body, body
+        assert get(loop.url + "/healthz")[0] == 200  # alive all the same
+        down = loop.metrics()
+        assert value(down, "ksm_sync_passes_total", result="error") >= 1
+        assert value(down, "ksm_sync_last_pass_exit_code") == 3
+        assert value(down, "ksm_sync_retries_total", side="remote") >= 1
+        assert total(down, "ksm_sync_api_requests_total", side="remote", code="0") >= 1
+
+        forwarder.start()
+        wait_for(lambda: get(loop.url + "/readyz")[0] == 200, 60, "ready again")
+        up = loop.metrics()
+        assert value(up, "ksm_sync_last_pass_exit_code") == 0
+        assert value(up, "ksm_sync_passes_total", result="success") >= 2
+    finally:
+        code = loop.stop()
+        forwarder.stop()
+    assert code == 0, loop.log()
+    assert get(loop.url + "/healthz")[0] == 0  # the server stopped with the loop
+
+
+def test_a_taken_listen_address_does_not_stop_mirroring(world: World) -> None:
+    world.service("web")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        loop = Loop([*world.args(), "--resync-period", "1h"], port)
+        try:
+            wait_for(lambda: world.mirror_name("web") in world.mirrors(), 60, "the mirror")
+        finally:
+            code = loop.stop()
+    assert code == 0, loop.log()
+    assert f"--listen-address 127.0.0.1:{port}: cannot serve" in loop.log()
+
+
+def test_a_bad_listen_address_is_bad_input(world: World) -> None:
+    result = world.run("--listen-address", "localhost", command="loop")
+
+    assert result.returncode == 2
+    assert "--listen-address (KSM_LISTEN_ADDRESS) 'localhost' is not host:port" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [(":8080", ("", 8080)), ("127.0.0.1:9", ("127.0.0.1", 9)), ("[::1]:0", ("::1", 0)),
+     ("pod.local:8080", ("pod.local", 8080))],
+)  # fmt: skip
+def test_listen_addresses_take_go_syntax(address: str, expected: tuple[str, int]) -> None:
+    assert parse_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["8080", "host:", "host:http", ":70000"])
+def test_listen_addresses_without_a_port_are_refused(address: str) -> None:
+    with pytest.raises(UsageError):
+        parse_address(address)
+
+
+def test_readiness_goes_stale_without_a_new_good_pass() -> None:
+    health = Health(max_age=0.2)
+    assert health.ready() == (False, "no pass has finished yet")
+
+    health.record(Report(counts={"created": 1, "skipped": 2, "conflicts": 1}))
+    assert health.ready()[0]  # skips and conflicts: nothing a retry would fix
+    time.sleep(0.3)
+    ok, why = health.ready()
+    assert not ok and "the last good pass ended" in why
+
+    health.record(Report(counts={"failed": 1}))
+    assert health.ready() == (False, "the last pass did not succeed: 1 mirrors failed")
+    health.record(Report(error="remote API server: GET /api/v1/services: refused"))
+    assert not health.ready()[0]
