@@ -3,6 +3,7 @@ a clear error with exit status 2 for each bad input — all through the real CLI
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import signal
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ksm_sync.cli import go_style
-from tests.conftest import World, run_cli, start_cli
+from ksm_sync.cli import _options, go_style
+from tests.conftest import REPO, World, run_cli, start_cli
 
 
 def settings_line(stderr: str) -> str:
@@ -332,3 +333,12 @@ def test_bad_input_is_exit_2_with_a_clear_message(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert world.writes() == []
+
+
+def test_readme_table_documents_every_option_and_variable() -> None:
+    readme = (REPO / "README.md").read_text()
+    for param in inspect.signature(_options).parameters.values():
+        option = "--" + param.name.replace("_", "-")
+        assert f"| `{option}" in readme, option
+        if param.name != "remote_sa_token_path":
+            assert f"`KSM_{param.name.upper()}`" in readme, param.name
