@@ -178,15 +178,17 @@ def _meta_to_api(meta: Meta) -> Json:
     }
 
 
+def _port_to_api(p: ServicePort | EndpointPort) -> Json:
+    port: Json = {"port": p.port, "protocol": p.protocol}
+    if p.name:
+        port["name"] = p.name
+    if p.app_protocol:
+        port["appProtocol"] = p.app_protocol
+    return port
+
+
 def service_spec_to_api(service: Service) -> Json:
-    ports = []
-    for p in service.ports:
-        port: Json = {"port": p.port, "protocol": p.protocol, "targetPort": p.target_port}
-        if p.name:
-            port["name"] = p.name
-        if p.app_protocol:
-            port["appProtocol"] = p.app_protocol
-        ports.append(port)
+    ports = [{**_port_to_api(p), "targetPort": p.target_port} for p in service.ports]
     spec: Json = {"type": service.type, "ports": ports}
     if service.type == "ExternalName":
         spec["externalName"] = service.external_name
@@ -216,14 +218,7 @@ def _address_to_api(a: Address) -> Json:
 def subsets_to_api(subsets: tuple[Subset, ...]) -> list[Json]:
     out = []
     for s in subsets:
-        subset: Json = {"ports": []}
-        for p in s.ports:
-            port: Json = {"port": p.port, "protocol": p.protocol}
-            if p.name:
-                port["name"] = p.name
-            if p.app_protocol:
-                port["appProtocol"] = p.app_protocol
-            subset["ports"].append(port)
+        subset: Json = {"ports": [_port_to_api(p) for p in s.ports]}
         if s.addresses:
             subset["addresses"] = [_address_to_api(a) for a in s.addresses]
         if s.not_ready:
