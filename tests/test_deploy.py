@@ -508,3 +508,19 @@ def test_the_image_install_steps_install_a_working_ksm_sync(tmp_path: Path) -> N
 
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("KSM_", "VIRTUAL_ENV"))}
+
+
+# --- the demo ------------------------------------------------------------------------------
+
+
+def test_the_demo_runs_end_to_end_and_leaves_nothing_behind() -> None:
+    """`make demo` is the newcomer's first command: it must work, and clean up after itself."""
+    env = {**_clean_env(), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        [str(REPO / "scripts" / "demo")], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "audit log: 0" in done.stdout  # the second pass wrote nothing
+    assert "DNS names they answer to" in done.stdout
+    [root] = re.findall(r"stopped; (\S+) removed", done.stdout)
+    assert not Path(root).exists()
