@@ -256,7 +256,7 @@ def _run(mode: str, options: dict[str, Any]) -> None:
             logger.error(str(error))
             raise typer.Exit(error.exit_code) from None
         except Unavailable as error:  # mirroring matters more than its metrics: carry on
-            logger.error("{}; mirroring without them", error)
+            logger.warning("{}; mirroring without them", error)
     with tempfile.TemporaryDirectory(prefix="ksm-sync-") as workdir:
 
         def one_pass(state: PassState | None, cancel: threading.Event | None) -> Report:
