@@ -24,7 +24,7 @@ LEVELS = {
 }
 TEXT_FORMAT = "<green>{time:YYYY-MM-DDTHH:mm:ss.SSSZ}</green> <level>{level: <7}</level> {message}"
 REDACTED = "[redacted]"
-_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*")
+_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*")  # the HTTP scheme, not the word
 _secrets: set[str] = set()
 _write_lock = threading.Lock()
 _status: str | None = None
