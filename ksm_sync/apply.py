@@ -110,10 +110,14 @@ class _Writer:
                 )
                 return Outcome(change, "done")
             except ApiError as error:
+                if error.status == 404:  # e.g. Endpoints dropped with a Service recreated meanwhile
+                    return Outcome(change, "raced", "deleted since observed; next pass")
                 if error.status != 409:
                     raise
             fresh = self._get(change)  # changed since observed: look again
-            if fresh is None or not owned(fresh.meta, self.prefix):
+            if fresh is None:
+                return Outcome(change, "raced", "deleted since observed; next pass")
+            if not owned(fresh.meta, self.prefix):
                 return Outcome(change, "conflict", "no longer ours since observed; left untouched")
             differs = (
                 service_change(change.desired, fresh)
