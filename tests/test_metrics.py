@@ -15,16 +15,17 @@ from typing import ClassVar
 from ksm_sync import __version__
 from tests.conftest import World
 from tests.support.cluster import service
+from tests.support.loop import LoopRun
 from tests.support.observability import (
-    Loop,
     Samples,
     free_port,
     get,
     kubeconfig_via,
     parse,
+    passes,
+    scrape,
     total,
     value,
-    wait_for,
 )
 
 LONG_NAME = "this-name-is-far-too-long-to-mirror"  # its mirror name passes 63 characters
@@ -58,19 +59,19 @@ def _requests(samples: Samples, verb: str, code: int) -> float:
 
 def test_loop_metrics_count_what_the_passes_did(world: World) -> None:
     _world_with_trouble(world)
-    port = free_port()
-    loop = Loop([*world.args(), "--resync-period", "4s", "--log-format", "json"], port)
+    url = f"http://127.0.0.1:{free_port()}"
+    loop = LoopRun([*world.args(), "--resync-period", "4s", "--listen-address", url[7:]])
     try:
-        wait_for(lambda: loop.passes() >= 1, 60, "the first pass")
-        first = loop.metrics()
+        loop.wait_for(lambda: passes(url) >= 1, 60, "the first pass")
+        first = scrape(url)
         first_writes = _ksm_writes(world)
-        wait_for(lambda: loop.passes() >= 2, 60, "the second pass")
-        second = loop.metrics()
+        loop.wait_for(lambda: passes(url) >= 2, 60, "the second pass")
+        second = scrape(url)
         second_writes = _ksm_writes(world)
-        ready = get(loop.url + "/readyz")
+        ready = get(url + "/readyz")
     finally:
         code = loop.stop()
-    assert code == 0, loop.log()
+    assert code == 0, loop.tail()
 
     # Pass 1 created two mirrors (Service + Endpoints each), met the taken name, skipped one.
     assert value(first, "ksm_sync_passes_total", result="partial") == 1

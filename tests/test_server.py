@@ -12,29 +12,23 @@ from ksm_sync.errors import UsageError
 from ksm_sync.report import Report
 from ksm_sync.server import Health, parse_address
 from tests.conftest import World
+from tests.support.loop import LoopRun
 from tests.support.observability import (
     Forwarder,
-    Loop,
     free_port,
     get,
     kubeconfig_via,
     plane_address,
+    scrape,
     total,
     value,
-    wait_for,
 )
 
 
 def _args(world: World, remote_kubeconfig: str) -> list[str]:
-    return [
-        "--target-kube-config", remote_kubeconfig,
-        "--kube-config", world.local.kubeconfig,
-        "--mirror-ns", world.mirror_ns,
-        "--label-selector", world.selector,
-        "--svc-prefix", world.prefix,
-        "--resync-period", "1s",
-        "--pass-timeout", "4s",
-    ]  # fmt: skip
+    args = world.args()
+    args[args.index("--target-kube-config") + 1] = remote_kubeconfig
+    return [*args, "--resync-period", "1s", "--pass-timeout", "4s"]
 
 
 def test_readyz_follows_the_remote_going_away_and_coming_back(world: World, tmp_path: Path) -> None:
@@ -42,31 +36,33 @@ def test_readyz_follows_the_remote_going_away_and_coming_back(world: World, tmp_
     forwarder = Forwarder(plane_address(world.remote))
     forwarder.start()
     kubeconfig = kubeconfig_via(world.remote, forwarder.port, tmp_path / "remote.kubeconfig")
-    loop = Loop(_args(world, kubeconfig), free_port())
+    url = f"http://127.0.0.1:{free_port()}"
+    loop = LoopRun([*_args(world, kubeconfig), "--listen-address", url[7:]])
     try:
-        wait_for(lambda: get(loop.url + "/readyz")[0] == 200, 60, "ready")
+        loop.wait_for(lambda: get(url + "/readyz")[0] == 200, 60, "ready")
         assert world.mirror_name("web") in world.mirrors()
 
         forwarder.stop()
-        _, body = wait_for(lambda: (r := get(loop.url + "/readyz"))[0] == 503 and r, 60, "unready")
+        loop.wait_for(lambda: get(url + "/readyz")[0] == 503, 60, "unready")
+        _, body = get(url + "/readyz")
         assert "the last pass did not succeed" in body and "reachable" in body, body
-        assert get(loop.url + "/healthz")[0] == 200  # alive all the same
-        down = loop.metrics()
+        assert get(url + "/healthz")[0] == 200  # alive all the same
+        down = scrape(url)
         assert value(down, "ksm_sync_passes_total", result="error") >= 1
         assert value(down, "ksm_sync_last_pass_exit_code") == 3
         assert value(down, "ksm_sync_retries_total", side="remote") >= 1
         assert total(down, "ksm_sync_api_requests_total", side="remote", code="0") >= 1
 
         forwarder.start()
-        wait_for(lambda: get(loop.url + "/readyz")[0] == 200, 60, "ready again")
-        up = loop.metrics()
+        loop.wait_for(lambda: get(url + "/readyz")[0] == 200, 60, "ready again")
+        up = scrape(url)
         assert value(up, "ksm_sync_last_pass_exit_code") == 0
         assert value(up, "ksm_sync_passes_total", result="success") >= 2
     finally:
         code = loop.stop()
         forwarder.stop()
-    assert code == 0, loop.log()
-    assert get(loop.url + "/healthz")[0] == 0  # the server stopped with the loop
+    assert code == 0, loop.tail()
+    assert get(url + "/healthz")[0] == 0  # the server stopped with the loop
 
 
 def test_a_taken_listen_address_does_not_stop_mirroring(world: World) -> None:
@@ -75,13 +71,17 @@ def test_a_taken_listen_address_does_not_stop_mirroring(world: World) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        loop = Loop([*world.args(), "--resync-period", "1h"], port)
+        loop = LoopRun(
+            [*world.args(), "--resync-period", "1h", "--listen-address", f"127.0.0.1:{port}"]
+        )
         try:
-            wait_for(lambda: world.mirror_name("web") in world.mirrors(), 60, "the mirror")
+            loop.wait_for(lambda: world.mirror_name("web") in world.mirrors(), 60, "the mirror")
         finally:
             code = loop.stop()
-    assert code == 0, loop.log()
-    assert f"--listen-address 127.0.0.1:{port}: cannot serve" in loop.log()
+    assert code == 0, loop.tail()
+    [warning] = [m for m in loop.messages("warning") if "--listen-address" in m]
+    assert warning.startswith(f"--listen-address 127.0.0.1:{port}: cannot serve /metrics")
+    assert loop.messages("error") == []
 
 
 def test_a_bad_listen_address_is_bad_input(world: World) -> None:
@@ -93,9 +93,13 @@ def test_a_bad_listen_address_is_bad_input(world: World) -> None:
 
 @pytest.mark.parametrize(
     ("address", "expected"),
-    [(":8080", ("", 8080)), ("127.0.0.1:9", ("127.0.0.1", 9)), ("[::1]:0", ("::1", 0)),
-     ("pod.local:8080", ("pod.local", 8080))],
-)  # fmt: skip
+    [
+        (":8080", ("", 8080)),
+        ("127.0.0.1:9", ("127.0.0.1", 9)),
+        ("[::1]:0", ("::1", 0)),
+        ("pod.local:8080", ("pod.local", 8080)),
+    ],
+)
 def test_listen_addresses_take_go_syntax(address: str, expected: tuple[str, int]) -> None:
     assert parse_address(address) == expected
 

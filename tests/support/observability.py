@@ -1,4 +1,4 @@
-"""Helpers of the observability tests: a running `loop` to scrape, a TCP forwarder to cut.
+"""Helpers of the observability tests: scraping a running `loop`, a TCP forwarder to cut.
 
 Standard library only, like the rest of tests/support.
 """
@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -20,7 +18,6 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import cli_env
 from tests.support.cluster import Cluster
 
 
@@ -73,56 +70,17 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-class Loop:
-    """`ksm-sync loop` in the background, its stderr drained into lines as they come."""
+def scrape(url: str) -> Samples:
+    """The samples of url's /metrics."""
+    status, body = get(url + "/metrics")
+    assert status == 200, (status, body)
+    return parse(body)
 
-    def __init__(self, argv: list[str], port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ksm_sync",
-                "loop",
-                *argv,
-                "--listen-address",
-                f"127.0.0.1:{port}",
-            ],
-            env=cli_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
 
-    def _drain(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def metrics(self) -> Samples:
-        status, body = get(self.url + "/metrics")
-        assert status == 200, (status, body)
-        return parse(body)
-
-    def passes(self) -> float:
-        status, body = get(self.url + "/metrics")
-        return total(parse(body), "ksm_sync_passes_total") if status == 200 else 0.0
-
-    def stop(self, timeout: float = 60.0) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-        code = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=10)
-        return code
-
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def json_lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.lines]
+def passes(url: str) -> float:
+    """Passes finished, per url's /metrics; 0 while it does not answer."""
+    status, body = get(url + "/metrics")
+    return total(parse(body), "ksm_sync_passes_total") if status == 200 else 0.0
 
 
 class Forwarder:
