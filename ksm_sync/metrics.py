@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,7 +140,6 @@ class Metrics:
             self.changes.labels(kind)
         for side in SIDES:
             self.retries.labels(side)
-        self._lock = threading.Lock()
 
     def request(self, side: str, verb: str, status: int, seconds: float) -> None:
         """kube.RequestObserver: one API request."""
@@ -152,26 +150,25 @@ class Metrics:
         """One retry of a request on that side."""
         self.retries.labels(side).inc()
 
-    def record(self, report: Report, *, now: float | None = None) -> None:
+    def record(self, report: Report) -> None:
         """A finished pass."""
-        with self._lock:
-            self.passes.labels(RESULTS[report.exit_code]).inc()
-            self.pass_duration.observe(report.duration)
-            self.last_exit.set(report.exit_code)
-            if report.error is not None:
-                return
-            for key, value in report.objects.items():
-                side, kind = key.split("_", 1)
-                self.objects.labels(side, kind).set(value)
-            self.guard.set(1 if report.guard else 0)
-            for key in (*FIELDS, "raced"):
-                self.last_changes.labels(CHANGE_KINDS.get(key, key)).set(report.counts.get(key, 0))
-            if report.dry_run:
-                return
-            for key, kind in CHANGE_KINDS.items():
-                self.changes.labels(kind).inc(report.counts.get(key, 0))
-            if succeeded(report):
-                self.last_success.value = time.time() if now is None else now
+        self.passes.labels(RESULTS[report.exit_code]).inc()
+        self.pass_duration.observe(report.duration)
+        self.last_exit.set(report.exit_code)
+        if report.error is not None:
+            return
+        for key, value in report.objects.items():
+            side, kind = key.split("_", 1)
+            self.objects.labels(side, kind).set(value)
+        self.guard.set(1 if report.guard else 0)
+        for key in (*FIELDS, "raced"):
+            self.last_changes.labels(CHANGE_KINDS.get(key, key)).set(report.counts.get(key, 0))
+        if report.dry_run:
+            return
+        for key, kind in CHANGE_KINDS.items():
+            self.changes.labels(kind).inc(report.counts.get(key, 0))
+        if succeeded(report):
+            self.last_success.value = time.time()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
