@@ -113,13 +113,14 @@ def _up_one(root: Path, name: str, bin_dir: Path, die_with_parent: bool) -> Cont
     _make_certificates(plane_dir, name)
     (plane_dir / "audit-policy.json").write_text(json.dumps(AUDIT_POLICY))
     last_error: StartError | None = None
-    for _ in range(3):  # free ports can be taken between the check and the bind
+    for _ in range(3):
+        # Free ports can be taken between the check and the bind, and a loaded machine can
+        # make a first start fail in ways whose log does not say so: start again, fresh.
         try:
             plane = _start(plane_dir, name, bin_dir, die_with_parent)
         except StartError as error:
             last_error = error
-            if "address already in use" not in str(error):
-                raise
+            print(f"clusters: {name}: start failed, trying again:\n{error}", file=sys.stderr)
             continue
         _write_kubeconfig(plane)
         return plane
