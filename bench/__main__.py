@@ -133,15 +133,18 @@ class Bench:
 
         unchanged: list[Run] = []
         list_floors: list[float] = []
+        list_cpu: list[float] = []
         floor_requests: dict[str, int] = {}
         for i in range(args.repeat):
             self.mark()
             seen = floor.lists(self.remote_floor, self.local_floor, mirrors, args.page_size)
             list_floors.append(seen.seconds)
+            list_cpu.append(seen.cpu_seconds)
             floor_requests = self.requests(FLOOR_AGENT)
             _say(f"n={n} list floor {i + 1}: {seen.seconds:.2f}s")
             unchanged.append(self.ksm(mirrors, f"unchanged-{i + 1}"))
         result["list_floor"] = {"seconds": statistics.median(list_floors), "samples": list_floors,
+                                "cpu_seconds": statistics.median(list_cpu),
                                 "requests": floor_requests}  # fmt: skip
         result["unchanged"] = {
             **vars(sorted(unchanged, key=lambda r: r.wall)[len(unchanged) // 2]),
@@ -216,18 +219,20 @@ def table(results: dict[str, Any]) -> str:
     """The figures and their ratio to the floor, one block per size."""
     header = (
         f"{'N':>6} {'scenario':<10} {'wall s':>7} {'pass s':>7} {'floor s':>7} {'wall/fl':>7} "
-        f"{'pass/fl':>7} {'RSS MB':>6}  requests (ksm-sync | floor)"
+        f"{'pass/fl':>7} {'cpu s':>6} {'fl cpu':>6} {'RSS MB':>6}  requests (ksm-sync | floor)"
     )
     lines = [header, "-" * len(header)]
     for r in results["sizes"]:
         n = r["n"]
         rows = [
-            ("cold", r["cold"], r["floor_cold"]["seconds"], r["floor_cold"]["requests"]),
-            ("unchanged", r["unchanged"], r["list_floor"]["seconds"], r["list_floor"]["requests"]),
-            ("churn", r["churn"], None, {}),
+            ("cold", r["cold"], r["floor_cold"]),
+            ("unchanged", r["unchanged"], r["list_floor"]),
+            ("churn", r["churn"], {}),
         ]
-        for name, run, floor_s, floor_req in rows:
+        for name, run, fl_run in rows:
+            floor_s, floor_req = fl_run.get("seconds"), fl_run.get("requests", {})
             fl = f"{floor_s:7.2f}" if floor_s else f"{'-':>7}"
+            fl_cpu = f"{fl_run['cpu_seconds']:6.2f}" if "cpu_seconds" in fl_run else f"{'-':>6}"
             extra = (
                 f" | writes {run['writes']} for {run['changes']} changes"
                 if name == "churn"
@@ -236,7 +241,8 @@ def table(results: dict[str, Any]) -> str:
             lines.append(
                 f"{n:>6} {name:<10} {run['wall']:7.2f} {run['pass_seconds'] or 0:7.2f} {fl} "
                 f"{_ratio(run['wall'], floor_s):>7} {_ratio(run['pass_seconds'], floor_s):>7} "
-                f"{run['peak_rss_mb']:6.0f}  {_verbs(run['requests'])}{extra}"
+                f"{run['cpu_seconds']:6.2f} {fl_cpu} {run['peak_rss_mb']:6.0f}  "
+                f"{_verbs(run['requests'])}{extra}"
             )
         for s in r.get("sweep", []):
             lines.append(

@@ -71,6 +71,7 @@ class Run:
     argv: list[str]
     wall: float
     peak_rss_mb: float
+    cpu_seconds: float  # user + system: on a shared 2-core box, CPU taken from the servers
     exit_code: int
     pass_seconds: float | None
     summary: str
@@ -101,6 +102,7 @@ def run_ksm(args: list[str], log: Path, prefix: list[str] | None = None) -> Run:
         argv=argv,
         wall=wall,
         peak_rss_mb=usage.ru_maxrss / 1024,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
         exit_code=proc.returncode,
         pass_seconds=float(match["duration"]) if match else None,
         summary=match.group(0) if match else (text.strip().splitlines() or [""])[-1],
