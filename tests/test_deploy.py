@@ -119,7 +119,9 @@ def _local_identity(world: World, removed: Grant | None) -> tuple[str, str]:
             obj["rules"] = rules_without(obj["rules"], removed)
         create_strictly(world.local, obj)
     name = objects[0]["metadata"]["name"]
-    return world.local.service_account_token(ns, name), f"system:serviceaccount:{ns}:{name}"
+    user = f"system:serviceaccount:{ns}:{name}"
+    _wait_until_authorized(world.local, user, ns, objects[1]["rules"])
+    return world.local.service_account_token(ns, name), user
 
 
 def _remote_identity(world: World, removed: Grant | None) -> tuple[str, str]:
@@ -140,8 +142,33 @@ def _remote_identity(world: World, removed: Grant | None) -> tuple[str, str]:
         create_strictly(world.remote, obj)
     [account] = [o for o in objects if o["kind"] == "ServiceAccount"]
     name = account["metadata"]["name"]
+    user = f"system:serviceaccount:{ns}:{name}"
+    [role] = [o for o in objects if o["kind"] == "ClusterRole"]
+    _wait_until_authorized(world.remote, user, ns, role["rules"], cluster_wide=True)
     # No token controller runs here to fill in the manifest's Secret: ask TokenRequest.
-    return world.remote.service_account_token(ns, name), f"system:serviceaccount:{ns}:{name}"
+    return world.remote.service_account_token(ns, name), user
+
+
+def _wait_until_authorized(
+    cluster: Cluster, user: str, ns: str, rules: list[Json], *, cluster_wide: bool = False
+) -> None:
+    """RBAC reaches the authorizer through a cache: wait until every grant left is in force,
+    so that a pass fails only for a grant that is missing, never for one still on its way."""
+    deadline = time.monotonic() + 30
+    for _, resource, verb in sorted(grants(rules)):
+        attributes = {
+            "verb": verb,
+            "resource": resource,
+            **({} if cluster_wide else {"namespace": ns}),
+        }
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                  "spec": {"user": user, "groups": ["system:serviceaccounts",
+                           f"system:serviceaccounts:{ns}", "system:authenticated"],
+                           "resourceAttributes": attributes}}  # fmt: skip
+        path = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+        while not cluster.request("POST", path, review)["status"].get("allowed"):
+            assert time.monotonic() < deadline, f"{user} never got {verb} on {resource}"
+            time.sleep(0.1)
 
 
 def identities(
