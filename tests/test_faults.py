@@ -209,7 +209,7 @@ def test_retries_back_off_exponentially_with_jitter(world: World, tmp_path: Path
         assert [r.status for r in lists] == [503] * 5 + [200]
         for attempt, (a, b) in enumerate(itertools.pairwise(lists), start=1):
             cap = 0.2 * 2 ** (attempt - 1)
-            assert b.at - a.at <= cap + 0.75, (resource, attempt, b.at - a.at)
+            assert b.at - a.at <= cap + 1.5, (resource, attempt, b.at - a.at)
             ratios.append((b.at - a.at) / cap)
     print(f"\nwait / cap per retry: {[f'{r:.2f}' for r in ratios]}")
     assert any(r < 0.9 for r in ratios), "every wait was the full backoff: no jitter"
