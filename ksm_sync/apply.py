@@ -188,13 +188,14 @@ def apply(
 
     def run(group: list[Change]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        blocked = ""
+        blocked: Result | None = None  # its Service mirror was not written: why
         for change in group:
             if cancel.is_set() or missing.is_set():
                 outcomes.append(Outcome(change, "abandoned", "pass stopped"))
                 continue
             if blocked:
-                outcomes.append(Outcome(change, "failed", f"not attempted: {blocked}"))
+                why = f"not attempted: its Service mirror was not written ({blocked})"
+                outcomes.append(Outcome(change, blocked, why))
                 continue
             try:
                 outcome = writer.apply(change)
@@ -207,7 +208,7 @@ def apply(
             if on_outcome:
                 on_outcome(outcome)
             if change.kind == "Service" and outcome.result in ("conflict", "failed"):
-                blocked = f"its Service mirror was not written ({outcome.result})"
+                blocked = outcome.result
         return outcomes
 
     with ThreadPoolExecutor(max_workers=max(concurrency, 1), thread_name_prefix="apply") as pool:

@@ -106,17 +106,15 @@ def meta_from_api(obj: Json) -> Meta:
 
 def service_from_api(obj: Json) -> Service:
     spec = obj.get("spec") or {}
-    ports = tuple(
-        sorted(
-            ServicePort(
-                name=p.get("name") or "",
-                protocol=p.get("protocol") or "TCP",
-                port=int(p["port"]),
-                target_port=p.get("targetPort") or int(p["port"]),
-                app_protocol=p.get("appProtocol"),
-            )
-            for p in spec.get("ports") or ()
+    ports = tuple(  # in the remote's order, which a mirror keeps; compared as a set
+        ServicePort(
+            name=p.get("name") or "",
+            protocol=p.get("protocol") or "TCP",
+            port=int(p["port"]),
+            target_port=p.get("targetPort") or int(p["port"]),
+            app_protocol=p.get("appProtocol"),
         )
+        for p in spec.get("ports") or ()
     )
     return Service(
         meta=meta_from_api(obj),

@@ -9,6 +9,7 @@ from ksm_sync.model import (
     service_to_api,
     subsets_from_api,
 )
+from ksm_sync.plan import service_change
 
 
 def test_server_defaults_do_not_change_a_service_value() -> None:
@@ -29,10 +30,11 @@ def test_server_defaults_do_not_change_a_service_value() -> None:
     assert service_from_api(sent) == service_from_api(stored)
 
 
-def test_port_order_does_not_matter() -> None:
-    a = {"metadata": {}, "spec": {"ports": [{"name": "a", "port": 1}, {"name": "b", "port": 2}]}}
-    b = {"metadata": {}, "spec": {"ports": [{"name": "b", "port": 2}, {"name": "a", "port": 1}]}}
-    assert service_from_api(a) == service_from_api(b)
+def test_ports_keep_the_remote_order_and_an_order_change_is_no_change() -> None:
+    a = {"metadata": {}, "spec": {"ports": [{"name": "b", "port": 2}, {"name": "a", "port": 1}]}}
+    b = {"metadata": {}, "spec": {"ports": [{"name": "a", "port": 1}, {"name": "b", "port": 2}]}}
+    assert [p.name for p in service_from_api(a).ports] == ["b", "a"]
+    assert service_change(service_from_api(a), service_from_api(b)) is None
 
 
 def test_subsets_split_or_ordered_differently_are_equal() -> None:

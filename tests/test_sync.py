@@ -137,6 +137,7 @@ def test_remote_changes_are_reflected_after_one_pass(world: World) -> None:
 def test_other_prefixes_and_unlabelled_objects_are_never_modified(world: World) -> None:
     world.service("web")
     world.service("taken")
+    world.endpoints("taken", SUBSETS)  # must not be written under someone else's Service
     ns = world.mirror_ns
     other = service(ns, world.mirror_name("web", prefix="other"), labels={
         "mirrored-svc": "true", "mirror-svc-prefix-sync": "other"})  # fmt: skip
@@ -155,7 +156,8 @@ def test_other_prefixes_and_unlabelled_objects_are_never_modified(world: World) 
 
     assert result.returncode == 1  # the name held by someone else is a conflict
     assert f"conflict on Service {world.mirror_name('taken')}" in result.stderr
-    assert "conflicts=1" in result.stderr
+    assert "conflicts=1" in result.stderr and "failed=0" in result.stderr
+    assert world.local.find("Endpoints", ns, world.mirror_name("taken")) is None
     for name, version in before.items():
         assert world.local.get("Service", ns, name)["metadata"]["resourceVersion"] == version
     assert world.mirror_name("web") in world.mirrors()
