@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -83,6 +84,15 @@ def _message(data: bytes, fallback: str) -> str:
         return str(status.get("message") or status.get("reason") or fallback)
     except (ValueError, AttributeError):
         return fallback
+
+
+def _dropped_handshake(error: urllib3.exceptions.SSLError) -> bool:
+    """A connection closed mid-handshake (an API server restarting, a load balancer without
+    backends) is worth another try; a certificate that does not verify is not."""
+    cause = error.args[0] if error.args else None
+    return isinstance(cause, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)) or (
+        "EOF occurred in violation of protocol" in str(error)
+    )
 
 
 def _verb(method: str, path: str, query: Mapping[str, str] | None) -> str:
@@ -207,7 +217,12 @@ class Kube:
             status = response.status
         except urllib3.exceptions.SSLError as error:
             raise ApiError(
-                self.side, method, path, 0, f"{type(error).__name__}\n{error}", transient=False
+                self.side,
+                method,
+                path,
+                0,
+                f"{type(error).__name__}\n{error}",
+                transient=_dropped_handshake(error),
             ) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise ApiError(self.side, method, path, 0, f"{type(error).__name__}: {error}") from None
