@@ -259,3 +259,33 @@ def test_loop_rides_out_a_dead_remote_and_recovers(
         run.wait_for(lambda: world.mirror_name("api") in world.mirrors(), 30, "recovery")
     finally:
         assert run.stop() == 0
+
+
+def test_a_connection_closed_mid_handshake_is_retried(
+    world: World, tmp_path: Path, proxies
+) -> None:
+    """An API server restarting, or a load balancer without backends, closes during TLS."""
+    world.service("api")
+    remote_proxy, local_proxy = proxies
+    remote_proxy.drop_handshakes = local_proxy.drop_handshakes = 2
+    result = world.run(*through(world, tmp_path, remote=remote_proxy, local=local_proxy),
+                       defaults=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert remote_proxy.counts["eof-handshake"] == local_proxy.counts["eof-handshake"] == 2
+    assert "retrying" in result.stderr and "EOF" in result.stderr
+    assert world.mirror_name("api") in world.mirrors()
+
+
+def test_a_certificate_that_does_not_verify_is_not_retried(
+    world: World, tmp_path: Path, proxies
+) -> None:
+    remote_proxy, _ = proxies
+    args = through(world, tmp_path, remote=remote_proxy)
+    kubeconfig = Path(args[args.index("--target-kube-config") + 1])
+    wrong_ca = str(world.remote.plane.ca_file)  # the API server's CA, not the proxy's
+    kubeconfig.write_text(kubeconfig.read_text().replace(str(remote_proxy.ca.ca_file), wrong_ca))
+    result = world.run(*args, defaults=False)
+    assert result.returncode == 3, result.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in result.stderr or "certificate verify" in result.stderr
+    assert "retrying" not in result.stderr
+    assert remote_proxy.log == []

@@ -150,6 +150,7 @@ class FaultProxy:
     retry_after: str = "1"
     stall_seconds: float = 5.0
     page_limit: int | None = None
+    drop_handshakes: int = 0  # the next N connections are closed before TLS completes
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     counts: Counter[str] = field(default_factory=Counter)
     log: list[Request] = field(default_factory=list)
@@ -221,6 +222,14 @@ class FaultProxy:
             applicable = [f for f in self.faults if f != "expire" or "continue" in request.query]
             return self._random.choice(applicable) if applicable else None
 
+    def _drop_handshake(self) -> bool:
+        with self._lock:
+            if self.drop_handshakes <= 0:
+                return False
+            self.drop_handshakes -= 1
+            self.counts["eof-handshake"] += 1
+            return True
+
     def _coin(self) -> bool:
         with self._lock:
             return self._random.random() < 0.5
@@ -243,6 +252,9 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """TLS handshake in the connection's own thread, not in the accept loop."""
+        if self.proxy._drop_handshake():
+            _close(request)  # a clean close: the client reads EOF in the middle of its handshake
+            return
         try:
             request.settimeout(30)
             tls = self.tls.wrap_socket(request, server_side=True)
