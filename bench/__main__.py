@@ -4,6 +4,10 @@ Per size: fresh control planes in a temporary directory; N remote Services (two 
 Endpoints (three ready addresses) over 10 namespaces; then the floor's cold pass, ksm-sync's
 cold pass, unchanged passes against list floors (interleaved, median of --repeat), and a
 1% churn. Results go to bench-results/ as JSON, beside the ksm-sync logs.
+
+The floor's creates go to a second local control plane, as empty as ksm-sync's: a Service
+create costs the API server more the more Services exist (ClusterIP allocation), so
+creating into the same server, one after the other, would favour whichever ran first.
 """
 
 from __future__ import annotations
@@ -58,7 +62,13 @@ def _say(message: str) -> None:
 class Bench:
     """One size: its control planes, clients and audit windows."""
 
-    def __init__(self, n: int, planes: dict[str, controlplane.ControlPlane], args: Any) -> None:
+    def __init__(
+        self,
+        n: int,
+        planes: dict[str, controlplane.ControlPlane],
+        floor_plane: controlplane.ControlPlane,
+        args: Any,
+    ) -> None:
         self.n, self.args = n, args
         self.remote_plane, self.local_plane = planes["remote"], planes["local"]
         self.logs = Path(args.output).parent / "logs" / f"n{n}"
@@ -71,7 +81,11 @@ class Bench:
         self.local_seed = raw(self.local_plane, SEED_AGENT)
         self.remote_floor = raw(self.remote_plane, FLOOR_AGENT)
         self.local_floor = raw(self.local_plane, FLOOR_AGENT)
-        self.audits = [AuditWindow(p.audit_log) for p in (self.remote_plane, self.local_plane)]
+        self.floor_seed = raw(floor_plane, SEED_AGENT)
+        self.floor_writes = raw(floor_plane, FLOOR_AGENT)  # the floor's own local cluster
+        self.audits = [
+            AuditWindow(p.audit_log) for p in (self.remote_plane, self.local_plane, floor_plane)
+        ]
 
     def mark(self) -> None:
         for audit in self.audits:
@@ -88,8 +102,9 @@ class Bench:
                     out[key] = out.get(key, 0) + value
         return out
 
-    def namespace(self, name: str) -> str:
-        self.local_seed.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    def namespace(self, name: str, *, floor_side: bool = False) -> str:
+        client = self.floor_seed if floor_side else self.local_seed
+        client.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
         return name
 
     def ksm(self, namespace: str, label: str, concurrency: int | None = None) -> Run:
@@ -119,10 +134,10 @@ class Bench:
         result["seed_seconds"] = time.monotonic() - started
         _say(f"n={n}: seeded {n} Services + Endpoints in {result['seed_seconds']:.1f}s")
 
-        self.namespace("floor")
+        self.namespace("mirrors", floor_side=True)
         self.mark()
         cold_floor = floor.cold(
-            self.remote_floor, self.local_floor, "floor", args.page_size, args.concurrency
+            self.remote_floor, self.floor_writes, "mirrors", args.page_size, args.concurrency
         )
         result["floor_cold"] = {**vars(cold_floor), "requests": self.requests(FLOOR_AGENT)}
         _say(f"n={n} floor cold: {cold_floor.seconds:.2f}s ({cold_floor.creates} creates)")
@@ -159,10 +174,13 @@ class Bench:
                                                                               "update", "delete")
         }  # fmt: skip
 
-        for c in args.sweep:
-            self.namespace(f"floor-c{c}")
+        for c in args.sweep if n == args.sweep_at else ():
             swept_floor = floor.cold(
-                self.remote_floor, self.local_floor, f"floor-c{c}", args.page_size, c
+                self.remote_floor,
+                self.floor_writes,
+                self.namespace(f"sweep-c{c}", floor_side=True),
+                args.page_size,
+                c,
             )
             swept = self.ksm(self.namespace(f"sweep-c{c}"), f"cold-c{c}", concurrency=c)
             result.setdefault("sweep", []).append(
@@ -177,9 +195,13 @@ class Bench:
         return result
 
     def profile(self, mirrors: str) -> None:
-        """pyinstrument reports of an unchanged and a cold pass (not timed: it slows them)."""
+        """A pyinstrument report of an unchanged pass (not timed: profiling slows it).
+
+        Only that pass: pyinstrument samples the main thread, and a cold pass writes from
+        worker threads (profile those with py-spy, which samples every thread).
+        """
         out = Path(self.args.output).parent
-        for label, namespace in (("unchanged", mirrors), ("cold", self.namespace("profile"))):
+        for label, namespace in (("unchanged", mirrors),):
             report = out / f"profile-n{self.n}-{label}.txt"
             prefix = [sys.executable, "-m", "pyinstrument", "-o", str(report), "-m", "ksm_sync"]
             args = [
@@ -198,11 +220,13 @@ def bench_size(n: int, args: Any) -> dict[str, Any]:
     try:
         _say(f"n={n}: starting control planes under {root}")
         planes = controlplane.up(root / "planes", die_with_parent=True)
-        bench = Bench(n, planes, args)
+        floor_planes = controlplane.up(root / "floor", die_with_parent=True)
+        bench = Bench(n, planes, floor_planes["local"], args)
         result = bench.run()
         result["kubernetes"] = bench.remote_seed.request("GET", "/version").get("gitVersion")
         return result
     finally:
+        controlplane.down(root / "floor")
         controlplane.down(root / "planes")
         shutil.rmtree(root, ignore_errors=True)
 
@@ -274,13 +298,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--page-size", type=int, default=500, help="the floor's list page size")
     parser.add_argument("--repeat", type=int, default=3, help="unchanged passes (median kept)")
     parser.add_argument("--sweep", type=ints, default=[], help="extra cold passes, e.g. 4,8,32")
-    parser.add_argument("--profile", action="store_true", help="pyinstrument reports too")
+    parser.add_argument("--sweep-at", type=int, help="the size to sweep at (default: smallest)")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument report too")
     parser.add_argument("--output", help="results JSON (default bench-results/<time>.json)")
     args = parser.parse_args(argv)
     if not args.output:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         args.output = str(REPO / "bench-results" / f"{stamp}.json")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    args.sweep_at = args.sweep_at or min(args.sizes)
     return args
 
 
