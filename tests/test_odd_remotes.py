@@ -19,6 +19,7 @@ from tests.support.cluster import Cluster, Json
 
 PORT = [{"name": "http", "port": 80}]
 LONG_NAME = "a-service-name-long-enough-to-overflow-the-mirror"  # 49 characters
+LONG_NAMESPACE_STEM = "a-namespace-long-enough-to-overflow-the-mirror"  # + "-" and 6 hex
 ODD_LABELS = {"example.com/odd_key.x-y": "A.b-c_9", "x": "", "UPPER.case-Key_1": "V-1.0_rc"}
 ODD_ANNOTATIONS = {
     "example.com/unicode": "ünïcødé ✓ 名前",
@@ -78,6 +79,9 @@ def build(world: World) -> None:
     w.endpoints("lonely", [{"addresses": addresses(1), "ports": PORT}])  # no Service
     w.service("bare")  # no Endpoints
     w.service(LONG_NAME)
+    long_ns = f"{LONG_NAMESPACE_STEM}-{w.label[-6:]}"
+    w.remote.request("POST", "/api/v1/namespaces", {"metadata": {"name": long_ns}})
+    w.service("x", namespace=long_ns)
     w.service("odd", labels={w.label: "yes", **ODD_LABELS})
     odd = w.remote.get("Service", w.remote_ns, "odd")
     odd["metadata"]["annotations"] = ODD_ANNOTATIONS
@@ -102,9 +106,9 @@ def odd(remote: Cluster, local: Cluster) -> Odd:
 
 
 def test_second_pass_over_odd_remotes_writes_nothing(odd: Odd) -> None:
-    assert odd.first.returncode == 1, odd.first.stderr  # the one skip, nothing else
+    assert odd.first.returncode == 1, odd.first.stderr  # the two skips, nothing else
     assert "failed=0" in odd.first.stderr and "conflicts=0" in odd.first.stderr
-    assert odd.second.returncode == 1 and "skipped=1" in odd.second.stderr
+    assert odd.second.returncode == 1 and "skipped=2" in odd.second.stderr
     assert odd.second_writes == [], [e["objectRef"] for e in odd.second_writes]
 
 
@@ -178,7 +182,7 @@ def test_an_unnameable_mirror_is_skipped_with_the_remote_named(odd: Odd) -> None
     assert len(name) > 63
     assert f"skip Service {odd.world.remote_ns}/{LONG_NAME}" in odd.first.stderr
     assert f"{len(name)} characters" in odd.first.stderr
-    assert "skipped=1" in odd.first.stderr
+    assert "skipped=2" in odd.first.stderr
     assert odd.world.local.find("Service", odd.world.mirror_ns, name[:63]) is None
 
 
@@ -243,3 +247,12 @@ def test_a_remote_service_changing_type_between_passes(world: World) -> None:
             assert all("nodePort" not in p for p in spec_now["ports"]), label
             # Right after a recreate too: the API server dropped the old Endpoints mirror.
             assert eps is not None and eps["subsets"][0]["addresses"] == [{"ip": "10.8.0.1"}], label
+
+
+def test_a_namespace_that_makes_the_mirror_name_too_long_is_skipped(odd: Odd) -> None:
+    namespace = f"{LONG_NAMESPACE_STEM}-{odd.world.label[-6:]}"
+    name = odd.world.mirror_name("x", namespace=namespace)
+    assert f"skip Service {namespace}/x: mirror name {name!r} is {len(name)} characters" in (
+        odd.first.stderr
+    )
+    assert odd.world.local.find("Service", odd.world.mirror_ns, name[:63]) is None
