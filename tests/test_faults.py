@@ -6,6 +6,7 @@ Every test points the real CLI at a fault proxy in front of a real API server.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,6 +35,13 @@ def through(world: World, tmp_path: Path, *, remote: FaultProxy | None = None,
             tmp_path / "local-proxy.kubeconfig"
         )
     return args
+
+
+def pass_seconds(stderr: str) -> float:
+    """How long the failed pass itself took, by its own account (start-up not included)."""
+    match = re.search(r"pass could not run after ([\d.]+)s", stderr)
+    assert match, stderr
+    return float(match.group(1))
 
 
 def state(world: World) -> tuple[dict, dict]:
@@ -165,7 +173,8 @@ def test_a_list_that_fails_or_is_cut_short_changes_nothing(
     assert f"{side} API server" in result.stderr
     assert world.writes()[writes_before:] == []
     assert proxy.counts[fault] >= 1
-    assert elapsed < 8 + 10  # the pass deadline, and a CLI start-up on a busy machine
+    assert pass_seconds(result.stderr) <= 8 + 1
+    assert elapsed < 60  # wall clock: CLI start-up on a busy machine included
 
 
 def test_retry_after_is_honoured(world: World, tmp_path: Path, proxies) -> None:
@@ -235,10 +244,12 @@ def test_a_dead_remote_cannot_hang_a_cronjob(
     started = time.monotonic()
     result = world.run(*args, "--pass-timeout", "4s", defaults=False)
     elapsed = time.monotonic() - started
-    print(f"\n{dead}: gave up after {elapsed:.1f}s (--pass-timeout 4s)")
+    print(f"\n{dead}: pass gave up after {pass_seconds(result.stderr):.1f}s (--pass-timeout 4s), "
+          f"{elapsed:.1f}s with CLI start-up")  # fmt: skip
     assert result.returncode == 3, result.stderr
     assert "remote API server" in result.stderr
-    assert elapsed < 4 + 8  # the deadline, plus interpreter start-up on a loaded machine
+    assert pass_seconds(result.stderr) <= 4 + 1  # the deadline, and the last request's 0.5s
+    assert elapsed < 60
     assert world.mirrors() == {}
 
 
