@@ -80,7 +80,7 @@ def test_reset_truncate_and_stall_break_the_exchange(remote: Cluster) -> None:
         started = time.monotonic()
         with pytest.raises((TimeoutError, socket.timeout)):
             _get(proxy, path, timeout=0.5)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 2.9  # the client gave up before the stall ended
 
 
 def test_the_same_seed_makes_the_same_faults(remote: Cluster) -> None:
