@@ -7,7 +7,6 @@ import functools
 import http.server
 import secrets
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -15,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import World, start_cli
+from tests.conftest import World
 from tests.support.cluster import Cluster
+from tests.support.loop import LoopRun
 
 
 def reader_token(remote: Cluster) -> tuple[str, str]:
@@ -155,11 +155,11 @@ def test_rotated_token_and_ca_are_picked_up_between_loop_passes(
     root, url = served
     shutil.copy(world.local.plane.ca_file, root / "ca.crt")  # the wrong CA: passes fail
     world.service("first")
-    loop = start_cli(
-        ["loop", *token_args(world, token_file, f"{url}/ca.crt"), "--resync-period", "300ms"]
-    )
+    loop = LoopRun([*token_args(world, token_file, f"{url}/ca.crt"), "--resync-period", "300ms"])
     try:
-        time.sleep(2)
+        loop.wait_for(
+            lambda: any(not p.ran for p in loop.snapshot()), 60, "a pass failing on the CA"
+        )
         assert world.mirrors() == {}
         shutil.copy(world.remote.plane.ca_file, root / "ca.crt")  # the CA "rotates" into place
         _wait_for(lambda: world.mirror_name("first") in world.mirrors())
@@ -177,11 +177,11 @@ def test_rotated_token_and_ca_are_picked_up_between_loop_passes(
         world.service("second")
         _wait_for(lambda: world.mirror_name("second") in world.mirrors())
     finally:
-        loop.send_signal(signal.SIGTERM)
-        _, stderr = loop.communicate(timeout=60)
-    assert loop.returncode == 0
-    assert "certificate verify failed" in stderr or "CERTIFICATE_VERIFY_FAILED" in stderr
-    assert old_token not in stderr
+        code = loop.stop()
+    assert code == 0
+    logged = "\n".join(loop.messages())
+    assert "certificate verify failed" in logged or "CERTIFICATE_VERIFY_FAILED" in logged
+    assert old_token not in logged
 
 
 BAD = [
