@@ -37,12 +37,14 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """The Go spelling of a whole number of seconds: 3600 -> 1h0m0s."""
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
+    """Go's spelling: 3600 -> 1h0m0s, 90.5 -> 1m30.5s, 0.3 -> 300ms."""
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
+    text = f"{round(secs, 3):g}s"
     if hours:
-        return f"{hours}h{minutes}m{secs}s"
+        return f"{int(hours)}h{int(minutes)}m{text}"
     if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
+        return f"{int(minutes)}m{text}"
+    return text

@@ -22,6 +22,9 @@ def test_rejects_what_go_rejects(text: str) -> None:
         parse_duration(text)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(3600, "1h0m0s"), (90, "1m30s"), (5, "5s")])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(3600, "1h0m0s"), (90, "1m30s"), (5, "5s"), (0.3, "300ms"), (90.5, "1m30.5s"), (0, "0s")],
+)
 def test_formats_like_go(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
