@@ -20,7 +20,7 @@ from ksm_sync.observe import Observed, observe
 from ksm_sync.plan import Plan, Policy, plan
 from ksm_sync.progress import Progress
 from ksm_sync.report import Report, describe, describe_skip, planned, tally
-from ksm_sync.settings import Settings
+from ksm_sync.settings import KubeconfigSource, Settings, TokenSource
 
 
 @dataclass
@@ -73,23 +73,16 @@ def _run_pass(
     started = time.monotonic()
     deadline = started + settings.pass_timeout
     retry = RetryPolicy(read_timeout=settings.request_timeout)
+
+    def kube(side: str, source: KubeconfigSource | TokenSource) -> Kube:
+        client = credentials.client(source, pool_size=settings.concurrency, workdir=workdir)
+        return Kube(
+            client, side, deadline=deadline, retry=retry, observer=observer, on_retry=on_retry
+        )
+
     try:
-        remote = Kube(
-            credentials.client(settings.remote, pool_size=settings.concurrency, workdir=workdir),
-            "remote",
-            deadline=deadline,
-            retry=retry,
-            observer=observer,
-            on_retry=on_retry,
-        )
-        local = Kube(
-            credentials.client(settings.local, pool_size=settings.concurrency, workdir=workdir),
-            "local",
-            deadline=deadline,
-            retry=retry,
-            observer=observer,
-            on_retry=on_retry,
-        )
+        remote = kube("remote", settings.remote)
+        local = kube("local", settings.local)
         seen = observe(
             remote,
             local,
