@@ -64,25 +64,16 @@ def _observe(
     namespace: str,
     page_size: int,
 ) -> Observed:
+    def services(kube: Kube, path: str, query: dict[str, str]) -> tuple[Service, ...]:
+        return tuple(kube.list_all(path, query, page_size=page_size, convert=service_from_api))
+
+    def endpoints(kube: Kube, path: str, query: dict[str, str]) -> tuple[Endpoints, ...]:
+        return tuple(kube.list_all(path, query, page_size=page_size, convert=endpoints_from_api))
+
+    mirrors = f"/api/v1/namespaces/{namespace}"
     return Observed(
-        remote_services=tuple(
-            service_from_api(o)
-            for o in remote.list_all("/api/v1/services", remote_query, page_size=page_size)
-        ),
-        remote_endpoints=tuple(
-            endpoints_from_api(o)
-            for o in remote.list_all("/api/v1/endpoints", remote_query, page_size=page_size)
-        ),
-        local_services=tuple(
-            service_from_api(o)
-            for o in local.list_all(
-                f"/api/v1/namespaces/{namespace}/services", local_query, page_size=page_size
-            )
-        ),
-        local_endpoints=tuple(
-            endpoints_from_api(o)
-            for o in local.list_all(
-                f"/api/v1/namespaces/{namespace}/endpoints", local_query, page_size=page_size
-            )
-        ),
+        remote_services=services(remote, "/api/v1/services", remote_query),
+        remote_endpoints=endpoints(remote, "/api/v1/endpoints", remote_query),
+        local_services=services(local, f"{mirrors}/services", local_query),
+        local_endpoints=endpoints(local, f"{mirrors}/endpoints", local_query),
     )
