@@ -163,6 +163,7 @@ class Bench:
                                 "requests": floor_requests}  # fmt: skip
         result["unchanged"] = {
             **vars(sorted(unchanged, key=lambda r: r.wall)[len(unchanged) // 2]),
+            "peak_rss_mb": max(r.peak_rss_mb for r in unchanged),  # the worst, not the median's
             "samples": [vars(r) for r in unchanged],
         }
 
