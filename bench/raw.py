@@ -64,7 +64,7 @@ class Raw:
                 response = conn.getresponse()
                 payload = response.read()
                 break
-            except (http.client.HTTPException, ConnectionError):
+            except (http.client.HTTPException, ConnectionError, ssl.SSLError):
                 conn.close()
                 self._local.conn = None
                 if attempt:
