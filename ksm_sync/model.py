@@ -42,7 +42,7 @@ class Meta:
         return dict(self.annotations).get(key)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class ServicePort:
     name: str
     protocol: str
@@ -60,7 +60,7 @@ class Service:
     external_name: str | None = None
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Address:
     ip: str
     hostname: str | None = None
@@ -68,7 +68,7 @@ class Address:
     target_name: str | None = None
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class EndpointPort:
     name: str
     port: int
@@ -76,7 +76,7 @@ class EndpointPort:
     app_protocol: str | None = None
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Subset:
     ports: tuple[EndpointPort, ...]
     addresses: tuple[Address, ...]
@@ -151,7 +151,7 @@ def subsets_from_api(subsets: list[Json] | None) -> tuple[Subset, ...]:
     """
     packed: dict[tuple[EndpointPort, ...], tuple[set[Address], set[Address]]] = {}
     for s in subsets or ():
-        ports = tuple(sorted({_endpoint_port(p) for p in s.get("ports") or ()}))
+        ports = tuple(sorted({_endpoint_port(p) for p in s.get("ports") or ()}, key=_port_key))
         ready, not_ready = packed.setdefault(ports, (set(), set()))
         ready.update(_address(a) for a in s.get("addresses") or ())
         not_ready.update(_address(a) for a in s.get("notReadyAddresses") or ())
@@ -159,8 +159,32 @@ def subsets_from_api(subsets: list[Json] | None) -> tuple[Subset, ...]:
     for ports, (ready, not_ready) in packed.items():
         if ready or not_ready:
             # An address both ready and not ready is reported ready, as the API server does.
-            result.append(Subset(ports, tuple(sorted(ready)), tuple(sorted(not_ready - ready))))
-    return tuple(sorted(result))
+            not_ready -= ready
+            result.append(
+                Subset(
+                    ports,
+                    tuple(sorted(ready, key=_address_key)),
+                    tuple(sorted(not_ready, key=_address_key)),
+                )
+            )
+    return tuple(sorted(result, key=_subset_key))
+
+
+# Sort keys: optional fields are None or text, which do not compare; "" stands for None.
+def _port_key(p: EndpointPort) -> tuple[str, int, str, str]:
+    return (p.name, p.port, p.protocol, p.app_protocol or "")
+
+
+def _address_key(a: Address) -> tuple[str, str, str, str]:
+    return (a.ip, a.hostname or "", a.target_kind or "", a.target_name or "")
+
+
+def _subset_key(s: Subset) -> tuple[tuple, tuple, tuple]:
+    return (
+        tuple(map(_port_key, s.ports)),
+        tuple(map(_address_key, s.addresses)),
+        tuple(map(_address_key, s.not_ready)),
+    )
 
 
 def endpoints_from_api(obj: Json) -> Endpoints:

@@ -91,7 +91,7 @@ def service_change(desired: Service, current: Service) -> tuple[Action, str] | N
     if desired.headless != current.headless:
         flip = "ClusterIP -> headless" if desired.headless else "headless -> ClusterIP"
         return "recreate", f"{flip} (clusterIP is immutable)"
-    if sorted(desired.ports) != sorted(current.ports):  # an order change alone is no change
+    if set(desired.ports) != set(current.ports):  # an order change alone is no change
         return "update", "ports"
     if desired.external_name != current.external_name:
         return "update", "externalName"

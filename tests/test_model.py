@@ -86,3 +86,16 @@ def test_service_round_trip_is_stable() -> None:
     value = service_from_api(obj)
     assert service_from_api(service_to_api(value)) == value
     assert service_to_api(value)["spec"]["clusterIP"] == "None"
+
+
+def test_the_same_ip_with_and_without_a_hostname_sorts_without_error() -> None:
+    """Optional fields hold None or text; the canonical order must not compare the two."""
+    subsets = [
+        {"addresses": [{"ip": "10.0.0.1", "hostname": "a"}, {"ip": "10.0.0.1"}],
+         "ports": [{"port": 80, "appProtocol": "http"}, {"port": 80}]},
+        {"notReadyAddresses": [{"ip": "10.0.0.2", "targetRef": {"name": "p"}}, {"ip": "10.0.0.2"}],
+         "ports": [{"port": 81}]},
+    ]  # fmt: skip
+    once = subsets_from_api(subsets)
+    assert once == subsets_from_api(list(reversed(subsets)))
+    assert [a.hostname for a in once[0].addresses] == [None, "a"]
