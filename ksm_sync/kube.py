@@ -230,7 +230,7 @@ class Kube:
                 method,
                 path,
                 0,
-                f"{type(error).__name__}\n{error}",
+                f"{type(error).__name__}: {error}",
                 transient=_dropped_handshake(error),
             ) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
