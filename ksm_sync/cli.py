@@ -234,6 +234,9 @@ def _run(mode: str, options: dict[str, Any]) -> None:
         logger.error(str(error))
         raise typer.Exit(error.exit_code) from None
     period = parse_duration(options["resync_period"])
+    if mode == "loop" and period <= 0:
+        logger.error("--resync-period (KSM_RESYNC_PERIOD) must be longer than 0s for loop")
+        raise typer.Exit(UsageError.exit_code)
     logger.debug("settings: {} resync_period={}", settings, period)  # secrets have repr=False
     logger.bind(mode=mode, prefix=settings.prefix, mirror_namespace=settings.mirror_namespace).info(
         "ksm-sync {} {}: selector {!r}, prefix {!r}, mirror namespace {!r}{}",
@@ -291,7 +294,9 @@ def _loop(
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        logger.info("{} received: stopping after the current pass", signal.Signals(signum).name)
+        logger.info(
+            "{} received: stopping once the writes in flight end", signal.Signals(signum).name
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -311,6 +311,7 @@ BAD = [
         "--target-kube-context 'nope' is not a context",
     ),
     ("bad policy", ["--policy", "yolo"], None, "Invalid value for '--policy'"),
+    ("zero loop period", ["--resync-period", "0"], None, "must be longer than 0s for loop"),
     ("bad ratio", ["--max-delete-ratio", "2"], None, "Invalid value for '--max-delete-ratio'"),
     ("bad bool variable", [], {"KSM_SVC_SYNC": "maybe"}, "KSM_SVC_SYNC"),
 ]
@@ -329,7 +330,8 @@ def test_bad_input_is_exit_2_with_a_clear_message(
         if case == "no remote":
             merged.pop("--target-kube-config")
         argv = [a for pair in merged.items() for a in pair]
-    result = run_cli(["once", *argv], env={**(env or {}), "COLUMNS": "200"})
+    command = "loop" if "loop" in case else "once"
+    result = run_cli([command, *argv], env={**(env or {}), "COLUMNS": "200"})
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert world.writes() == []
