@@ -57,15 +57,6 @@ class PolicyName(StrEnum):
     upsert_only = "upsert-only"
 
 
-def _duration(value: str | float) -> float:
-    if isinstance(value, float):
-        return value
-    try:
-        return parse_duration(value)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-
-
 def _options(
     label_selector: Annotated[str, typer.Option(
         envvar="KSM_LABEL_SELECTOR", rich_help_panel=MIRRORING, show_default=False,

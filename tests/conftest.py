@@ -107,7 +107,7 @@ class World:
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a CLI run: this one, less anything that could pick credentials."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KSM_") and k != "KUBECONFIG"}
-    env["HOME"] = env.get("KSM_TEST_HOME", "/nonexistent")  # no ~/.kube/config by accident
+    env["HOME"] = "/nonexistent"  # no ~/.kube/config by accident
     env.pop("KUBERNETES_SERVICE_HOST", None)
     env["KSM_LISTEN_ADDRESS"] = "127.0.0.1:0"  # loops of parallel tests must not share :8080
     return {**env, **(extra or {})}

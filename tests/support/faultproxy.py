@@ -206,11 +206,6 @@ class FaultProxy:
             if (verb is None or r.verb == verb) and (resource is None or r.resource == resource)
         ]
 
-    def reset_log(self) -> None:
-        with self._lock:
-            self.log.clear()
-            self.counts.clear()
-
     def _choose(self, request: Request) -> str | None:
         if self.plan is not None:
             return self.plan(request)
