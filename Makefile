@@ -1,10 +1,11 @@
-# The two commands a newcomer needs: `make demo` and `make test`.
+# The two commands a newcomer needs: `make demo` and `make test`. `make unit` runs the pure
+# tests alone, in seconds, with no control plane.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint binaries lock clean
+.PHONY: demo test unit bench lint binaries lock clean
 
 $(BIN)/ksm-sync: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ test: $(BIN)/ksm-sync binaries
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+unit: $(BIN)/ksm-sync
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 bench: $(BIN)/ksm-sync binaries
 	$(BIN)/python -m bench $(BENCH_ARGS)

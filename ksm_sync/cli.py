@@ -7,7 +7,6 @@ program's spellings (`-label-selector x`, `-svc-sync=false`) are accepted unchan
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import signal
 import sys
@@ -24,6 +23,7 @@ from loguru import logger
 from ksm_sync import __version__, credentials, logs
 from ksm_sync.duration import format_duration, parse_duration
 from ksm_sync.errors import Unavailable, UsageError
+from ksm_sync.go_flags import go_style
 from ksm_sync.metrics import Metrics, export
 from ksm_sync.naming import prefix_problem
 from ksm_sync.report import Report
@@ -33,8 +33,6 @@ from ksm_sync.settings import KubeconfigSource, Settings, TokenSource
 from ksm_sync.sync import PassState, run_pass
 
 TOKEN_VARIABLE = "KSM_REMOTE_SERVICE_ACCOUNT_TOKEN"
-GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 LOCAL, REMOTE, MIRRORING, OUTPUT = "Local cluster", "Remote cluster", "Mirroring", "Output"
 METRICS = "Metrics"
 
@@ -337,48 +335,5 @@ def _main(
     """Mirror Services and Endpoints of a remote cluster into one local namespace."""
 
 
-def _option_names() -> tuple[set[str], dict[str, tuple[str, str | None]]]:
-    """Long option names of the commands, and the on/off spellings of the boolean ones."""
-    names: set[str] = set()
-    flags: dict[str, tuple[str, str | None]] = {}
-    for param in inspect.signature(_options).parameters.values():
-        name = param.name.replace("_", "-")
-        names.add(name)
-        if param.default is True:
-            flags[name] = (f"--{name}", f"--no-{name}")
-            names.add(f"no-{name}")
-        elif param.default is False:
-            flags[name] = (f"--{name}", None)
-    return names, flags
-
-
-def go_style(argv: list[str]) -> list[str]:
-    """Rewrites kube-service-mirror's spellings into this CLI's.
-
-    `-name v` and `-name=v` become `--name v`; `-svc-sync=false` becomes `--no-svc-sync`;
-    arguments without a command run `loop`, as the Go program ran until stopped.
-    """
-    names, flags = _option_names()
-    out: list[str] = []
-    for arg in argv:
-        single_dash = arg.startswith("-") and not arg.startswith("--") and len(arg) > 2
-        if single_dash and arg[1:].split("=", 1)[0] in names:
-            arg = "-" + arg
-        if arg.startswith("--") and "=" in arg:
-            name, value = arg[2:].split("=", 1)
-            if name in flags:
-                on, off = flags[name]
-                if value in GO_TRUE:
-                    arg = on
-                elif value in GO_FALSE:
-                    if off is None:
-                        continue
-                    arg = off
-        out.append(arg)
-    if out and out[0].startswith("-") and out[0] not in ("-h", "--help", "--version"):
-        out.insert(0, "loop")
-    return out
-
-
 def main() -> None:
-    app(args=go_style(sys.argv[1:]), prog_name="ksm-sync")
+    app(args=go_style(sys.argv[1:], _options), prog_name="ksm-sync")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.conftest import start_cli
+from tests.support.cli import start_cli
 
 _COUNT = re.compile(r"(\w+)=(\d+)")
 

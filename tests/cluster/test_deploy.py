@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, World, run_cli
+from tests.support.cli import REPO, run_cli
 from tests.support.cluster import Cluster, Json
+from tests.support.world import World
 
 CRONJOB = REPO / "cronjob.yaml"
 REMOTE_RBAC = REPO / "deploy" / "remote-rbac.yaml"

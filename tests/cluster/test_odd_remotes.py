@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import World
 from tests.support.cluster import Cluster, Json
+from tests.support.world import World
 
 PORT = [{"name": "http", "port": 80}]
 LONG_NAME = "a-service-name-long-enough-to-overflow-the-mirror"  # 49 characters

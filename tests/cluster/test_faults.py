@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import World
 from tests.support import mirrors
 from tests.support.faultproxy import FaultProxy, Request
 from tests.support.loop import LoopRun
+from tests.support.world import World
 
 SUBSETS = [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"name": "http", "port": 80}]}]
 

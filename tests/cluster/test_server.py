@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
-import pytest
-
-from ksm_sync.errors import UsageError
-from ksm_sync.report import Report
-from ksm_sync.server import Health, parse_address
-from tests.conftest import World
 from tests.support.loop import LoopRun
 from tests.support.observability import (
     Forwarder,
@@ -23,6 +16,7 @@ from tests.support.observability import (
     total,
     value,
 )
+from tests.support.world import World
 
 
 def _args(world: World, remote_kubeconfig: str) -> list[str]:
@@ -89,38 +83,3 @@ def test_a_bad_listen_address_is_bad_input(world: World) -> None:
 
     assert result.returncode == 2
     assert "--listen-address (KSM_LISTEN_ADDRESS) 'localhost' is not host:port" in result.stderr
-
-
-@pytest.mark.parametrize(
-    ("address", "expected"),
-    [
-        (":8080", ("", 8080)),
-        ("127.0.0.1:9", ("127.0.0.1", 9)),
-        ("[::1]:0", ("::1", 0)),
-        ("pod.local:8080", ("pod.local", 8080)),
-    ],
-)
-def test_listen_addresses_take_go_syntax(address: str, expected: tuple[str, int]) -> None:
-    assert parse_address(address) == expected
-
-
-@pytest.mark.parametrize("address", ["8080", "host:", "host:http", ":70000"])
-def test_listen_addresses_without_a_port_are_refused(address: str) -> None:
-    with pytest.raises(UsageError):
-        parse_address(address)
-
-
-def test_readiness_goes_stale_without_a_new_good_pass() -> None:
-    health = Health(max_age=0.2)
-    assert health.ready() == (False, "no pass has finished yet")
-
-    health.record(Report(counts={"created": 1, "skipped": 2, "conflicts": 1}))
-    assert health.ready()[0]  # skips and conflicts: nothing a retry would fix
-    time.sleep(0.3)
-    ok, why = health.ready()
-    assert not ok and "the last good pass ended" in why
-
-    health.record(Report(counts={"failed": 1}))
-    assert health.ready() == (False, "the last pass did not succeed: 1 mirrors failed")
-    health.record(Report(error="remote API server: GET /api/v1/services: refused"))
-    assert not health.ready()[0]

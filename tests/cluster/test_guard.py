@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import World
+from tests.support.world import World
 
 SUBSETS = [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"name": "http", "port": 80}]}]
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import ClassVar
 
 from ksm_sync import __version__
-from tests.conftest import World
 from tests.support.cluster import service
 from tests.support.loop import LoopRun
 from tests.support.observability import (
@@ -27,6 +26,7 @@ from tests.support.observability import (
     total,
     value,
 )
+from tests.support.world import World
 
 LONG_NAME = "this-name-is-far-too-long-to-mirror"  # its mirror name passes 63 characters
 SUBSETS = [{"addresses": [{"ip": "10.1.0.1"}], "ports": [{"name": "http", "port": 8080}]}]

@@ -3,7 +3,6 @@ a clear error with exit status 2 for each bad input — all through the real CLI
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import signal
@@ -12,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ksm_sync.cli import _options, go_style
-from tests.conftest import REPO, World, run_cli, start_cli
+from tests.support.cli import run_cli, start_cli
+from tests.support.world import World
 
 
 def settings_line(stderr: str) -> str:
@@ -243,36 +242,6 @@ def test_go_spellings_without_a_command_run_loop(world: World, files: dict[str, 
     assert " loop: " in stderr and "every 1h0m0s" in stderr and "pass done" in stderr
 
 
-@pytest.mark.parametrize(
-    ("argv", "variable"),
-    [
-        (["-svc-sync=false", "-x"], ["--no-svc-sync", "-x"]),
-        (["once", "-label-selector", "a=b"], ["once", "--label-selector", "a=b"]),
-        (["once", "-svc-sync=true", "-dry-run=false"], ["once", "--svc-sync"]),
-        (["-h"], ["-h"]),
-    ],
-)
-def test_go_style_rewrites(argv: list[str], variable: list[str]) -> None:
-    expected = ["loop", *variable] if argv[0].startswith("-") and argv[0] != "-h" else variable
-    assert go_style(argv) == expected
-
-
-def test_help_groups_options_and_shows_variables() -> None:
-    result = run_cli(["once", "--help"], env={"COLUMNS": "200"})
-    assert result.returncode == 0
-    for heading in ("Local cluster", "Remote cluster", "Mirroring", "Output"):
-        assert heading in result.stdout
-    for variable in (
-        "KSM_LABEL_SELECTOR",
-        "KSM_SVC_SYNC",
-        "KSM_RESYNC_PERIOD",
-        "KSM_REMOTE_CA_URL",
-        "KSM_REMOTE_SERVICE_ACCOUNT_TOKEN",
-    ):
-        assert variable in result.stdout
-    assert "default: 1h0m0s" in result.stdout
-
-
 BAD = [
     ("missing selector", ["--svc-prefix", "p"], None, "Missing option '--label-selector'"),
     ("missing prefix", ["--label-selector", "a=b"], None, "Missing option '--svc-prefix'"),
@@ -335,12 +304,3 @@ def test_bad_input_is_exit_2_with_a_clear_message(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert world.writes() == []
-
-
-def test_readme_table_documents_every_option_and_variable() -> None:
-    readme = (REPO / "README.md").read_text()
-    for param in inspect.signature(_options).parameters.values():
-        option = "--" + param.name.replace("_", "-")
-        assert f"| `{option}" in readme, option
-        if param.name != "remote_sa_token_path":
-            assert f"`KSM_{param.name.upper()}`" in readme, param.name

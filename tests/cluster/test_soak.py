@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import World
 from tests.support import mirrors
 from tests.support.cluster import HttpError, Json
 from tests.support.faultproxy import FaultProxy
 from tests.support.loop import LoopRun
+from tests.support.world import World
 
 SERVICES = 250
 CHURN_SECONDS = 60

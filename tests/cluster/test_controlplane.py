@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.cli import REPO
 from tests.support.cluster import Cluster, HttpError, service
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import World
 from tests.support.cluster import Cluster
 from tests.support.loop import LoopRun
+from tests.support.world import World
 
 
 def reader_token(remote: Cluster) -> tuple[str, str]:

@@ -4,21 +4,12 @@ with its fields, and no token ever is, at any level."""
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from loguru import logger
-
-from ksm_sync import logs
-from ksm_sync.apply import Outcome
-from ksm_sync.plan import Change
-from ksm_sync.progress import Progress
-from tests.conftest import World
 from tests.support.cluster import Cluster, service
+from tests.support.world import World
 
 LONG_NAME = "this-name-is-far-too-long-to-mirror"
 SUBSETS = [{"addresses": [{"ip": "10.1.0.1"}], "ports": [{"name": "http", "port": 8080}]}]
@@ -159,53 +150,3 @@ def test_a_refused_token_is_reported_and_never_shown(world: World, tmp_path: Pat
     assert result.returncode == 3
     assert "403" in result.stderr and "check the remote credentials" in result.stderr
     _assert_no_secret(token, result.stdout, result.stderr)
-
-
-@pytest.fixture
-def captured() -> Iterator[list[str]]:
-    """The JSON sink's lines, for tests that log in-process."""
-    lines: list[str] = []
-    logger.remove()
-    logger.add(lambda m: lines.append(str(m)), level="DEBUG", format="{message} {extra}")
-    yield lines
-    logger.remove()
-
-
-def test_json_sink_redacts_tokens_wherever_they_are(capsys: pytest.CaptureFixture[str]) -> None:
-    logs.secret("s3cr3t-t0ken-value")
-    logs.configure("debug", "json")
-    try:
-        logger.bind(header="Bearer abc.def-ghi", nested={"t": ["s3cr3t-t0ken-value"]}).debug(
-            "sending {}", "s3cr3t-t0ken-value"
-        )
-    finally:
-        logger.remove()
-    line = json.loads(capsys.readouterr().err)
-    assert line["message"] == "sending [redacted]"
-    assert line["header"] == "Bearer [redacted]"
-    assert line["nested"] == {"t": ["[redacted]"]}
-
-
-def test_a_long_apply_logs_its_progress(captured: list[str]) -> None:
-    change = Change("create", "Service", "m", None, None, None, "new")
-    progress = Progress(4, interval=0.1)
-    for _ in range(4):
-        time.sleep(0.06)
-        progress.record(Outcome(change, "done"))
-    progress.close()
-
-    lines = [line for line in captured if line.startswith("applied ")]
-    assert lines, captured
-    for line in lines:
-        assert re.match(r"applied [0-4]/4 changes \(0 failed or in conflict\) after 0s ", line)
-        assert "'total': 4" in line
-
-
-def test_a_short_apply_logs_no_progress(captured: list[str]) -> None:
-    change = Change("create", "Service", "m", None, None, None, "new")
-    progress = Progress(2)
-    progress.record(Outcome(change, "done"))
-    progress.record(Outcome(change, "done"))
-    progress.close()
-
-    assert not captured

@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.conftest import World, start_cli
+from tests.support.cli import start_cli
 from tests.support.cluster import service
+from tests.support.world import World
 
 SUBSETS = [
     {

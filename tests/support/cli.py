@@ -1,0 +1,48 @@
+"""The real ksm-sync CLI as tests run it: a subprocess with a clean environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+CLI_TIMEOUT = 180
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a CLI run: this one, less anything that could pick credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KSM_") and k != "KUBECONFIG"}
+    env["HOME"] = "/nonexistent"  # no ~/.kube/config by accident
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    env["KSM_LISTEN_ADDRESS"] = "127.0.0.1:0"  # loops of parallel tests must not share :8080
+    return {**env, **(extra or {})}
+
+
+def run_cli(
+    argv: list[str], env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ksm_sync", *argv],
+        env=cli_env(env),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        **kwargs,
+    )
+
+
+def start_cli(
+    argv: list[str], env: dict[str, str] | None = None, **kwargs: Any
+) -> subprocess.Popen[str]:
+    """The real CLI in the background (for `loop`); the caller stops it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ksm_sync", *argv],
+        env=cli_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )

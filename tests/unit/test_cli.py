@@ -1,0 +1,50 @@
+"""The command line without a cluster: Go spellings, help, and the README's option table."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from ksm_sync.cli import _options
+from ksm_sync.go_flags import go_style
+from tests.support.cli import REPO, run_cli
+
+
+@pytest.mark.parametrize(
+    ("argv", "variable"),
+    [
+        (["-svc-sync=false", "-x"], ["--no-svc-sync", "-x"]),
+        (["once", "-label-selector", "a=b"], ["once", "--label-selector", "a=b"]),
+        (["once", "-svc-sync=true", "-dry-run=false"], ["once", "--svc-sync"]),
+        (["-h"], ["-h"]),
+    ],
+)
+def test_go_style_rewrites(argv: list[str], variable: list[str]) -> None:
+    expected = ["loop", *variable] if argv[0].startswith("-") and argv[0] != "-h" else variable
+    assert go_style(argv, _options) == expected
+
+
+def test_help_groups_options_and_shows_variables() -> None:
+    result = run_cli(["once", "--help"], env={"COLUMNS": "200"})
+    assert result.returncode == 0
+    for heading in ("Local cluster", "Remote cluster", "Mirroring", "Output"):
+        assert heading in result.stdout
+    for variable in (
+        "KSM_LABEL_SELECTOR",
+        "KSM_SVC_SYNC",
+        "KSM_RESYNC_PERIOD",
+        "KSM_REMOTE_CA_URL",
+        "KSM_REMOTE_SERVICE_ACCOUNT_TOKEN",
+    ):
+        assert variable in result.stdout
+    assert "default: 1h0m0s" in result.stdout
+
+
+def test_readme_table_documents_every_option_and_variable() -> None:
+    readme = (REPO / "README.md").read_text()
+    for param in inspect.signature(_options).parameters.values():
+        option = "--" + param.name.replace("_", "-")
+        assert f"| `{option}" in readme, option
+        if param.name != "remote_sa_token_path":
+            assert f"`KSM_{param.name.upper()}`" in readme, param.name
