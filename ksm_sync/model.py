@@ -3,6 +3,32 @@
 Objects are normalised here, at the edge, so that everything after `observe` compares
 plain frozen values and never sees server-side defaults (`protocol: TCP`, `targetPort`,
 `clusterIPs`, `ipFamilies`, ...) or the order in which the server stores subsets.
+
+What a mirror keeps of its remote (anything not listed is dropped):
+
+| remote field                          | mirror              | why                               |
+|---------------------------------------|---------------------|-----------------------------------|
+| Service name and namespace            | in the mirror name  | the CoreDNS rewrite maps them     |
+| Service labels, annotations           | dropped             | it carries ksm-sync's (ownership) |
+| type ClusterIP/NodePort/LoadBalancer  | ClusterIP           | remote nodes are not local        |
+| type ExternalName, externalName       | copied              | CoreDNS answers the same CNAME    |
+| clusterIP                             | only None: headless | the local cluster allocates one   |
+| ports: name, protocol, port,          | copied              | what clients connect to; named    |
+|   targetPort, appProtocol             |                     |   Endpoints ports refer to them   |
+| ports: nodePort                       | dropped             | a ClusterIP Service has none      |
+| selector                              | dropped             | the endpoints come from remote    |
+| sessionAffinity(Config), ipFamilies,  | dropped             | the local cluster's defaults      |
+|   ipFamilyPolicy                      |                     |                                   |
+| external/internalTrafficPolicy,       | dropped             | about the remote's nodes          |
+|   externalIPs, loadBalancer*          |                     |                                   |
+| addresses, notReadyAddresses: ip      | copied, one per IP  | the remote pods, ready or not     |
+| addresses: hostname                   | copied              | per-pod names of headless ones    |
+| addresses: targetRef kind, name       | copied              | which pod, for people reading it  |
+| addresses: targetRef uid, namespace,  | dropped             | they name remote objects          |
+|   nodeName                            |                     |                                   |
+| Endpoints ports: name, port,          | copied              | what kube-proxy and SRV serve     |
+|   protocol, appProtocol               |                     |                                   |
+| Endpoints annotations (over-capacity) | dropped             | about the remote object           |
 """
 
 from __future__ import annotations
@@ -145,28 +171,39 @@ def _endpoint_port(p: Json) -> EndpointPort:
 
 
 def subsets_from_api(subsets: list[Json] | None) -> tuple[Subset, ...]:
-    """Repacks subsets into one canonical form: one subset per distinct port set, sorted.
+    """The API server's own canonical form of subsets (`RepackSubsets`), for a mirror.
 
-    Two lists that mean the same endpoints give the same value however they are split.
+    The server stores every Endpoints write repacked: one address per IP and target uid,
+    not ready on any port wins over ready, and the ports that share exactly the same
+    addresses grouped in one subset. A mirror carries no uid, so here addresses are one
+    per IP, the first by sort order kept; the server then stores what ksm-sync writes
+    unchanged, and the remote and the mirror compare equal however either is split.
     """
-    packed: dict[tuple[EndpointPort, ...], tuple[set[Address], set[Address]]] = {}
+    kept: dict[str, Address] = {}  # one address per IP
+    readiness: dict[EndpointPort | None, dict[str, bool]] = {}  # None: a subset without ports
     for s in subsets or ():
-        ports = tuple(sorted({_endpoint_port(p) for p in s.get("ports") or ()}, key=_port_key))
-        ready, not_ready = packed.setdefault(ports, (set(), set()))
-        ready.update(_address(a) for a in s.get("addresses") or ())
-        not_ready.update(_address(a) for a in s.get("notReadyAddresses") or ())
-    result = []
-    for ports, (ready, not_ready) in packed.items():
-        if ready or not_ready:
-            # An address both ready and not ready is reported ready, as the API server does.
-            not_ready -= ready
-            result.append(
-                Subset(
-                    ports,
-                    tuple(sorted(ready, key=_address_key)),
-                    tuple(sorted(not_ready, key=_address_key)),
-                )
-            )
+        ports: list[EndpointPort | None] = [_endpoint_port(p) for p in s.get("ports") or ()]
+        for ready, key in ((True, "addresses"), (False, "notReadyAddresses")):
+            for raw in s.get(key) or ():
+                address = _address(raw)
+                if address.ip not in kept or _address_key(address) < _address_key(kept[address.ip]):
+                    kept[address.ip] = address
+                for port in ports or [None]:
+                    ips = readiness.setdefault(port, {})
+                    ips[address.ip] = ips.get(address.ip, True) and ready
+    ports_by_addresses: dict[frozenset[tuple[str, bool]], list[EndpointPort]] = {}
+    for port, ips in readiness.items():
+        group = ports_by_addresses.setdefault(frozenset(ips.items()), [])
+        if port is not None:
+            group.append(port)
+    result = [
+        Subset(
+            tuple(sorted(ports, key=_port_key)),
+            tuple(sorted((kept[ip] for ip, ready in ips if ready), key=_address_key)),
+            tuple(sorted((kept[ip] for ip, ready in ips if not ready), key=_address_key)),
+        )
+        for ips, ports in ports_by_addresses.items()
+    ]
     return tuple(sorted(result, key=_subset_key))
 
 

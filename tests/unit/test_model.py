@@ -98,4 +98,26 @@ def test_the_same_ip_with_and_without_a_hostname_sorts_without_error() -> None:
     ]  # fmt: skip
     once = subsets_from_api(subsets)
     assert once == subsets_from_api(list(reversed(subsets)))
-    assert [a.hostname for a in once[0].addresses] == [None, "a"]
+    # One address per IP, as the API server stores a mirror (it has no target uids).
+    assert [a.hostname for a in once[0].addresses] == [None]
+
+
+def test_not_ready_on_any_port_wins_over_ready_as_the_api_server_repacks() -> None:
+    subsets = subsets_from_api([
+        {"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]},
+        {"notReadyAddresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]},
+    ])  # fmt: skip
+    assert [(s.addresses, [a.ip for a in s.not_ready]) for s in subsets] == [((), ["10.0.0.1"])]
+
+
+def test_ports_with_the_same_addresses_share_one_subset() -> None:
+    subsets = subsets_from_api([
+        {"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]},
+        {"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}], "ports": [{"port": 443}]},
+        {"addresses": [{"ip": "10.0.0.2"}], "ports": [{"port": 80}]},
+        # no ports, and the same addresses as a subset that has them: folded into it
+        {"addresses": [{"ip": "10.0.0.2"}, {"ip": "10.0.0.1"}]},
+    ])  # fmt: skip
+    assert [([p.port for p in s.ports], [a.ip for a in s.addresses]) for s in subsets] == [
+        ([80, 443], ["10.0.0.1", "10.0.0.2"])
+    ]
