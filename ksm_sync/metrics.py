@@ -29,9 +29,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from ksm_sync.report import FIELDS, Report
+from ksm_sync.report import FIELDS, RESULTS, Report
 
-RESULTS = {0: "success", 1: "partial", 3: "error"}
 # Report counts -> ksm_sync_changes_total kinds (counted per mirror, as in the summary).
 CHANGE_KINDS = {
     "created": "created",
@@ -134,7 +133,7 @@ class Metrics:
         r.register(self.last_success)
         info = Info("ksm_sync", "Version and settings of this ksm-sync.", registry=r)
         info.info({"version": version, "prefix": prefix, "mirror_namespace": mirror_namespace})
-        for result in RESULTS.values():  # series exist at 0 from the start: rate() works
+        for result in RESULTS:  # series exist at 0 from the start: rate() works
             self.passes.labels(result)
         for kind in CHANGE_KINDS.values():
             self.changes.labels(kind)
@@ -152,7 +151,7 @@ class Metrics:
 
     def record(self, report: Report) -> None:
         """A finished pass."""
-        self.passes.labels(RESULTS[report.exit_code]).inc()
+        self.passes.labels(report.result).inc()
         self.pass_duration.observe(report.duration)
         self.last_exit.set(report.exit_code)
         if report.error is not None:
@@ -167,7 +166,7 @@ class Metrics:
             return
         for key, kind in CHANGE_KINDS.items():
             self.changes.labels(kind).inc(report.counts.get(key, 0))
-        if succeeded(report):
+        if report.succeeded:
             self.last_success.value = time.time()
 
     def exposition(self) -> bytes:
@@ -201,11 +200,6 @@ class Metrics:
             grouping_key={"prefix": self.prefix, "mirror_namespace": self.mirror_namespace},
             timeout=timeout,
         )
-
-
-def succeeded(report: Report) -> bool:
-    """The pass ran and wrote everything it planned: the mirrors are as current as they can be."""
-    return report.error is None and not report.counts.get("failed", 0)
 
 
 def _previous_success(path: Path) -> float | None:

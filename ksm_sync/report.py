@@ -1,15 +1,25 @@
-"""Report: what a pass did (or would do), counted per mirror, and its exit status."""
+"""Report: what a pass did (or would do), counted per mirror, and what that means.
+
+The one vocabulary of pass results: `success` (exit 0: all mirrored), `partial` (exit 1:
+something skipped, in conflict, failed or held by the guard), `error` (exit 3: the pass
+could not run). Logs, metrics, /readyz and the exit status all read it from here.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ksm_sync.apply import Outcome
 from ksm_sync.mirror import Skip
 from ksm_sync.model import Endpoints, Service
-from ksm_sync.plan import ORPHAN, Change, Plan
+from ksm_sync.plan import ORPHAN, PAST, Change, Plan
+
+PassResult = Literal["success", "partial", "error"]
+RESULTS: tuple[PassResult, ...] = ("success", "partial", "error")
+EXIT_CODES: dict[PassResult, int] = {"success": 0, "partial": 1, "error": 3}
 
 FIELDS = ("created", "updated", "recreated", "deleted", "unchanged", "conflicts", "skipped",
           "failed", "held")  # fmt: skip
@@ -25,11 +35,24 @@ class Report:
     objects: dict[str, int] = field(default_factory=dict)  # observed: remote_services, ...
 
     @property
-    def exit_code(self) -> int:
+    def result(self) -> PassResult:
         if self.error is not None:
-            return 3
+            return "error"
         trouble = sum(self.counts.get(k, 0) for k in ("conflicts", "skipped", "failed"))
-        return 1 if trouble or self.guard else 0
+        return "partial" if trouble or self.guard else "success"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.result]
+
+    @property
+    def succeeded(self) -> bool:
+        """The pass ran and wrote all it planned: the mirrors are as current as they can be.
+
+        Skips, conflicts and a tripped guard do not count against it: another pass
+        cannot fix them, and each has an alert of its own.
+        """
+        return self.error is None and not self.counts.get("failed", 0)
 
     def summary(self) -> str:
         if self.error is not None:
@@ -43,7 +66,7 @@ class Report:
     def fields(self) -> dict[str, object]:
         """The summary as structured log fields, so pipelines need not parse the message."""
         fields: dict[str, object] = {
-            "pass_result": {0: "success", 1: "partial"}.get(self.exit_code, "error"),
+            "pass_result": self.result,
             "exit_code": self.exit_code,
             "duration_seconds": round(self.duration, 3),
             "dry_run": self.dry_run,
@@ -60,9 +83,6 @@ class Report:
         return fields
 
 
-_PAST = {"create": "created", "update": "updated", "recreate": "recreated", "delete": "deleted"}
-
-
 def _mirror_result(outcomes: list[Outcome]) -> str:
     results = {o.result for o in outcomes}
     if "failed" in results or "abandoned" in results:
@@ -74,7 +94,7 @@ def _mirror_result(outcomes: list[Outcome]) -> str:
     done = [o.change for o in outcomes if o.result == "done"]
     service = [c for c in done if c.kind == "Service"]
     if service:
-        return _PAST[service[0].action]
+        return PAST[service[0].action]
     return "deleted" if done and all(c.reason == ORPHAN for c in done) else "updated"
 
 

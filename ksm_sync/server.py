@@ -17,7 +17,7 @@ from loguru import logger
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ksm_sync.errors import Unavailable, UsageError
-from ksm_sync.metrics import Metrics, succeeded
+from ksm_sync.metrics import Metrics
 from ksm_sync.report import Report
 
 STALE_PERIODS = 3  # a good pass older than this many resync periods (+ a pass timeout) is stale
@@ -45,7 +45,7 @@ class Health:
     def record(self, report: Report) -> None:
         with self._lock:
             self.last_report = report
-            if succeeded(report):
+            if report.succeeded:
                 self.last_success = time.monotonic()
 
     def ready(self) -> tuple[bool, str]:
@@ -53,7 +53,7 @@ class Health:
             report, success = self.last_report, self.last_success
         if report is None:
             return False, "no pass has finished yet"
-        if not succeeded(report):
+        if not report.succeeded:
             why = report.error or f"{report.counts.get('failed', 0)} mirrors failed"
             return False, f"the last pass did not succeed: {why}"
         assert success is not None
