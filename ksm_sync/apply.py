@@ -1,9 +1,9 @@
 """Apply: write a plan's changes, concurrently per mirror, each object on its own.
 
 Every write is conditional: updates carry the resourceVersion they were computed from,
-deletes the uid they saw. A create that finds the name taken reads the object: if it is
-not ours it is a conflict and stays untouched; if it is ours, another ksm-sync got there
-first and the next pass reconciles it.
+deletes the uid they saw. A write that collides (409) reads the object again and asks
+`ownership.holder` who has it: someone else's is a conflict and stays untouched; ours,
+or gone, is a race the next pass settles.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from typing import Literal
 
 from loguru import logger
 
-from ksm_sync.kube import ApiError, Json, Kube
+from ksm_sync import ownership
+from ksm_sync.kube import ApiError, Kube
 from ksm_sync.model import (
     Endpoints,
+    Json,
     Service,
     endpoints_from_api,
     endpoints_to_api,
@@ -29,7 +31,8 @@ from ksm_sync.model import (
     service_to_api,
     subsets_to_api,
 )
-from ksm_sync.plan import Change, endpoints_change, owned, service_change
+from ksm_sync.plan import PAST, Change, endpoints_change, service_change
+from ksm_sync.settings import Target
 
 Result = Literal["done", "conflict", "failed", "raced", "abandoned"]
 UPDATE_ATTEMPTS = 3
@@ -47,12 +50,12 @@ class NamespaceMissing(Exception):
 
 
 class _Writer:
-    def __init__(self, kube: Kube, namespace: str, prefix: str) -> None:
-        self.kube, self.namespace, self.prefix = kube, namespace, prefix
+    def __init__(self, kube: Kube, target: Target) -> None:
+        self.kube, self.target = kube, target
 
     def _path(self, kind: str, name: str = "") -> str:
         collection = "services" if kind == "Service" else "endpoints"
-        path = f"/api/v1/namespaces/{self.namespace}/{collection}"
+        path = f"/api/v1/namespaces/{self.target.namespace}/{collection}"
         return f"{path}/{name}" if name else path
 
     def apply(self, change: Change) -> Outcome:
@@ -75,17 +78,20 @@ class _Writer:
             return Outcome(change, "done")
         except ApiError as error:
             if error.status == 404:
-                raise NamespaceMissing(self.namespace) from None
+                raise NamespaceMissing(self.target.namespace) from None
             if error.status != 409:
                 raise
         existing = self._get(change)
-        if existing is not None and owned(existing.meta, self.prefix):
+        held_by = ownership.holder(existing.meta if existing else None, self.target.prefix)
+        if held_by == "ours":
             return Outcome(change, "raced", "created meanwhile by another ksm-sync; next pass")
+        if held_by == "gone":
+            return Outcome(change, "raced", "deleted again since the create failed; next pass")
         return Outcome(
             change,
             "conflict",
             f"a {change.kind} named {change.name} already exists without the labels of "
-            f"prefix {self.prefix!r}; left untouched",
+            f"prefix {self.target.prefix!r}; left untouched",
         )
 
     def _get(self, change: Change) -> Service | Endpoints | None:
@@ -117,7 +123,7 @@ class _Writer:
             fresh = self._get(change)  # changed since observed: look again
             if fresh is None:
                 return Outcome(change, "raced", "deleted since observed; next pass")
-            if not owned(fresh.meta, self.prefix):
+            if ownership.holder(fresh.meta, self.target.prefix) == "theirs":
                 return Outcome(change, "conflict", "no longer ours since observed; left untouched")
             differs = (
                 service_change(change.desired, fresh)
@@ -168,9 +174,8 @@ def _patch(desired: Service | Endpoints, resource_version: str) -> Json:
 def apply(
     changes: Iterable[Change],
     kube: Kube,
+    target: Target,
     *,
-    namespace: str,
-    prefix: str,
     concurrency: int,
     cancel: threading.Event | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
@@ -180,7 +185,7 @@ def apply(
     Raises NamespaceMissing when the mirror namespace is absent; other failures are
     outcomes of their own object and never stop the rest.
     """
-    writer = _Writer(kube, namespace, prefix)
+    writer = _Writer(kube, target)
     cancel = cancel or threading.Event()
     missing = threading.Event()
     ordered = sorted(changes, key=lambda c: (c.name, c.kind != "Service"))
@@ -216,7 +221,7 @@ def apply(
         runs = pool.map(lambda group: context.copy().run(run, group), groups)
         results = [o for outcomes in runs for o in outcomes]
     if missing.is_set():
-        raise NamespaceMissing(namespace)
+        raise NamespaceMissing(target.namespace)
     return results
 
 
@@ -227,16 +232,10 @@ def log_outcome(outcome: Outcome) -> None:
         fields["remote"] = str(c.remote)
     log = logger.bind(**fields, reason=outcome.detail or c.reason)
     if outcome.result == "done":
-        log.info("{} {} {} ({})", _past(c.action), c.kind, c.name, c.reason)
+        log.info("{} {} {} ({})", PAST[c.action], c.kind, c.name, c.reason)
     elif outcome.result == "raced":
         log.info("{} {} {}: {}", c.action, c.kind, c.name, outcome.detail)
     elif outcome.result == "conflict":
         log.warning("conflict on {} {}: {}", c.kind, c.name, outcome.detail)
     elif outcome.result == "failed":
         log.error("failed to {} {} {}: {}", c.action, c.kind, c.name, outcome.detail)
-
-
-def _past(action: str) -> str:
-    return {"create": "created", "update": "updated", "recreate": "recreated", "delete": "deleted"}[
-        action
-    ]

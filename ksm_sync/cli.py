@@ -30,7 +30,7 @@ from ksm_sync.report import Report
 from ksm_sync.selector import selector_problem
 from ksm_sync.server import STALE_PERIODS, Health, Server
 from ksm_sync.settings import KubeconfigSource, Settings, TokenSource
-from ksm_sync.sync import PassState, run_pass
+from ksm_sync.sync import Observers, PassState, run_pass
 
 TOKEN_VARIABLE = "KSM_REMOTE_SERVICE_ACCOUNT_TOKEN"
 LOCAL, REMOTE, MIRRORING, OUTPUT = "Local cluster", "Remote cluster", "Mirroring", "Output"
@@ -252,13 +252,12 @@ def _run(mode: str, options: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="ksm-sync-") as workdir:
 
         def one_pass(state: PassState | None, cancel: threading.Event | None) -> Report:
-            report, _ = run_pass(
+            report = run_pass(
                 settings,
                 workdir=Path(workdir),
                 state=state,
                 cancel=cancel,
-                observer=metrics.request,
-                on_retry=metrics.retry,
+                observers=Observers(request=metrics.request, retry=metrics.retry),
             )
             metrics.record(report)
             health.record(report)

@@ -22,7 +22,8 @@ from kubernetes.client import ApiClient
 from loguru import logger
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-Json = dict[str, Any]
+from ksm_sync.model import Json
+
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0
 # Observers see every request: (side, verb, status code or 0, seconds).

@@ -5,14 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ksm_sync import ownership
 from ksm_sync.model import Endpoints, Meta, Ref, Service
-from ksm_sync.naming import (
-    REMOTE_NAME_ANNOTATION,
-    REMOTE_NAMESPACE_ANNOTATION,
-    mirror_name,
-    name_problem,
-    ownership_labels,
-)
+from ksm_sync.naming import mirror_name, name_problem
+from ksm_sync.settings import Target
 
 
 @dataclass(frozen=True)
@@ -35,18 +31,6 @@ class Skip:
     reason: str
 
 
-def _meta(remote: Ref, name: str, namespace: str, prefix: str) -> Meta:
-    annotations = {
-        REMOTE_NAMESPACE_ANNOTATION: remote.namespace,
-        REMOTE_NAME_ANNOTATION: remote.name,
-    }
-    return Meta(
-        ref=Ref(namespace, name),
-        labels=tuple(sorted(ownership_labels(prefix).items())),
-        annotations=tuple(sorted(annotations.items())),
-    )
-
-
 def mirror_service(remote: Service, meta: Meta) -> Service:
     """ClusterIP (or headless) without selector or nodePort; ExternalName stays ExternalName."""
     external = remote.type == "ExternalName"
@@ -62,9 +46,7 @@ def mirror_service(remote: Service, meta: Meta) -> Service:
 def desired_mirrors(
     services: Iterable[Service],
     endpoints: Iterable[Endpoints],
-    *,
-    prefix: str,
-    namespace: str,
+    target: Target,
 ) -> tuple[dict[str, Mirror], list[Skip]]:
     """Mirrors by local name, and the remote Services that cannot be mirrored.
 
@@ -76,7 +58,7 @@ def desired_mirrors(
     skips: list[Skip] = []
     for remote in services:
         ref = remote.meta.ref
-        name = mirror_name(prefix, ref.namespace, ref.name)
+        name = mirror_name(target.prefix, ref.namespace, ref.name)
         problem = name_problem(name)
         if problem is not None:
             skips.append(Skip(ref, name, f"mirror name {name!r} is {problem}"))
@@ -84,7 +66,7 @@ def desired_mirrors(
         if remote.type == "ExternalName" and not remote.external_name:
             skips.append(Skip(ref, name, "ExternalName Service without spec.externalName"))
             continue
-        meta = _meta(ref, name, namespace, prefix)
+        meta = ownership.mirror_meta(name, target.namespace, target.prefix, ref)
         remote_endpoints = by_ref.get(ref)
         mirror_endpoints = None
         if remote_endpoints is not None and remote.type != "ExternalName":

@@ -1,14 +1,10 @@
-"""Mirror names and ownership labels: the contract the CoreDNS rewrite and Go users rely on."""
+"""Mirror names: the shape the CoreDNS rewrite and kube-service-mirror's users rely on."""
 
 from __future__ import annotations
 
 import re
 
 SEPARATOR = "6d6972726f720a"  # `echo mirror | xxd -p`, kept from kube-service-mirror
-MIRRORED_LABEL = "mirrored-svc"
-PREFIX_LABEL = "mirror-svc-prefix-sync"
-REMOTE_NAMESPACE_ANNOTATION = "ksm-sync/remote-namespace"
-REMOTE_NAME_ANNOTATION = "ksm-sync/remote-name"
 MAX_NAME_LENGTH = 63
 
 _DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -17,14 +13,6 @@ _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 
 def mirror_name(prefix: str, namespace: str, name: str) -> str:
     return f"{prefix}-{name}-{SEPARATOR}-{namespace}"
-
-
-def ownership_labels(prefix: str) -> dict[str, str]:
-    return {MIRRORED_LABEL: "true", PREFIX_LABEL: prefix}
-
-
-def ownership_selector(prefix: str) -> str:
-    return ",".join(f"{key}={value}" for key, value in ownership_labels(prefix).items())
 
 
 def name_problem(name: str) -> str | None:

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ksm_sync import ownership
 from ksm_sync.kube import Kube
 from ksm_sync.model import Endpoints, Service, endpoints_from_api, service_from_api
-from ksm_sync.naming import ownership_selector
+from ksm_sync.settings import Target
 
 PAGE_SIZE = 500
 
@@ -21,21 +22,29 @@ class Observed:
     local_services: tuple[Service, ...]
     local_endpoints: tuple[Endpoints, ...]
 
+    def counts(self) -> dict[str, int]:
+        """How many objects each list held: the metrics' and the summary's view of the world."""
+        return {
+            "remote_services": len(self.remote_services),
+            "remote_endpoints": len(self.remote_endpoints),
+            "local_services": len(self.local_services),
+            "local_endpoints": len(self.local_endpoints),
+        }
+
 
 def observe(
     remote: Kube,
     local: Kube,
     *,
     label_selector: str,
-    namespace: str,
-    prefix: str,
+    target: Target,
     page_size: int = PAGE_SIZE,
 ) -> Observed:
     """All four lists, complete, or ApiError: a pass never acts on part of the world."""
     remote_query = {"labelSelector": label_selector}
-    local_query = {"labelSelector": ownership_selector(prefix)}
+    local_query = {"labelSelector": ownership.selector(target.prefix)}
     with _collector_paused():
-        return _observe(remote, local, remote_query, local_query, namespace, page_size)
+        return _observe(remote, local, remote_query, local_query, target.namespace, page_size)
 
 
 @contextmanager

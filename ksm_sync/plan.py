@@ -12,16 +12,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ksm_sync.mirror import Mirror, Skip
-from ksm_sync.model import Endpoints, Meta, Ref, Service
-from ksm_sync.naming import (
-    MIRRORED_LABEL,
-    PREFIX_LABEL,
-    REMOTE_NAME_ANNOTATION,
-    REMOTE_NAMESPACE_ANNOTATION,
-)
+from ksm_sync.model import Endpoints, Ref, Service
+from ksm_sync.ownership import owned, ownership_differs, remote_of
 
 ORPHAN = "orphan: no Service mirror"
 Action = Literal["create", "update", "recreate", "delete"]
+PAST: dict[Action, str] = {
+    "create": "created",
+    "update": "updated",
+    "recreate": "recreated",
+    "delete": "deleted",
+}
 Kind = Literal["Service", "Endpoints"]
 
 
@@ -58,32 +59,6 @@ class Plan:
     held: tuple[Change, ...] = ()  # deletes the policy or the guard kept back
     guard: str | None = None  # why the mass-deletion guard held deletes back
 
-    def count(self, action: Action) -> int:
-        """Mirrors (by name) with this action on their Service or Endpoints."""
-        return len({c.name for c in self.changes if c.action == action})
-
-
-def owned(meta: Meta, prefix: str) -> bool:
-    return meta.label(MIRRORED_LABEL) == "true" and meta.label(PREFIX_LABEL) == prefix
-
-
-def remote_of(meta: Meta) -> Ref | None:
-    namespace = meta.annotation(REMOTE_NAMESPACE_ANNOTATION)
-    name = meta.annotation(REMOTE_NAME_ANNOTATION)
-    if namespace is None or name is None:
-        return None  # made by kube-service-mirror, which recorded no remote
-    return Ref(namespace, name)
-
-
-def _owned_meta_differs(desired: Meta, current: Meta) -> str | None:
-    current_labels = dict(current.labels)
-    if any(current_labels.get(k) != v for k, v in desired.labels):
-        return "ownership labels"
-    current_annotations = dict(current.annotations)
-    if any(current_annotations.get(k) != v for k, v in desired.annotations):
-        return "remote annotations"
-    return None
-
 
 def service_change(desired: Service, current: Service) -> tuple[Action, str] | None:
     if desired.type != current.type:
@@ -95,14 +70,14 @@ def service_change(desired: Service, current: Service) -> tuple[Action, str] | N
         return "update", "ports"
     if desired.external_name != current.external_name:
         return "update", "externalName"
-    differs = _owned_meta_differs(desired.meta, current.meta)
+    differs = ownership_differs(desired.meta, current.meta)
     return ("update", differs) if differs else None
 
 
 def endpoints_change(desired: Endpoints, current: Endpoints) -> tuple[Action, str] | None:
     if desired.subsets != current.subsets:
         return "update", "subsets"
-    differs = _owned_meta_differs(desired.meta, current.meta)
+    differs = ownership_differs(desired.meta, current.meta)
     return ("update", differs) if differs else None
 
 
@@ -114,7 +89,7 @@ def _deletable(remote: Ref | None, policy: Policy) -> bool:
     return remote is not None and remote in policy.deletable_remotes
 
 
-def plan(
+def calculate(
     desired: Mapping[str, Mirror],
     services: Iterable[Service],
     endpoints: Iterable[Endpoints],

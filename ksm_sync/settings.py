@@ -25,6 +25,18 @@ class TokenSource:
 
 
 @dataclass(frozen=True)
+class Target:
+    """Where one remote's mirrors go: the value each step of a pass is given.
+
+    Steps take this rather than Settings, so that they need not know where settings
+    come from, and one pass can later plan several remotes.
+    """
+
+    prefix: str
+    namespace: str  # the local mirror namespace
+
+
+@dataclass(frozen=True)
 class Settings:
     label_selector: str
     prefix: str
@@ -39,3 +51,7 @@ class Settings:
     pass_timeout: float = 300.0
     request_timeout: float = 30.0  # read timeout of one request; a stalled answer is retried
     page_size: int = 500
+
+    @property
+    def target(self) -> Target:
+        return Target(prefix=self.prefix, namespace=self.mirror_namespace)

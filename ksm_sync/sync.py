@@ -1,11 +1,15 @@
-"""One pass: observe -> desired -> plan -> apply -> report. `once` and `loop` both call it."""
+"""One pass: observe -> mirror -> plan -> apply -> report. `once` and `loop` both call it.
+
+Each step is a module of its own; this one runs them in order, and `run_pass` is the one
+place where a pass ends: whatever stopped it becomes its report, which is logged there.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from loguru import logger
@@ -16,11 +20,11 @@ from ksm_sync.errors import Unavailable, UsageError
 from ksm_sync.kube import ApiError, Kube, RequestObserver, RetryObserver, RetryPolicy
 from ksm_sync.mirror import desired_mirrors
 from ksm_sync.model import Ref
-from ksm_sync.observe import Observed, observe
-from ksm_sync.plan import Plan, Policy, plan
+from ksm_sync.observe import observe
+from ksm_sync.plan import Plan, Policy, calculate
 from ksm_sync.progress import Progress
 from ksm_sync.report import Report, describe, describe_skip, planned, tally
-from ksm_sync.settings import KubeconfigSource, Settings, TokenSource
+from ksm_sync.settings import KubeconfigSource, Settings, Target, TokenSource
 
 
 @dataclass
@@ -28,6 +32,14 @@ class PassState:
     """What a long-running `loop` remembers between passes (nothing else is remembered)."""
 
     seen_remotes: set[Ref] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Observers:
+    """Who is told of every API request and retry: the metrics."""
+
+    request: RequestObserver | None = None
+    retry: RetryObserver | None = None
 
 
 def policy_for(settings: Settings, state: PassState | None) -> Policy:
@@ -46,72 +58,98 @@ def run_pass(
     workdir: Path,
     state: PassState | None = None,
     cancel: threading.Event | None = None,
-    observer: RequestObserver | None = None,
-    on_retry: RetryObserver | None = None,
-) -> tuple[Report, Plan | None]:
-    """Runs one pass and logs it; never raises for a cluster's fault, only reports it."""
+    observers: Observers = Observers(),
+) -> Report:
+    """Runs one pass and logs its report; never raises for a cluster's fault, only reports it."""
+    started = time.monotonic()
     with logger.contextualize(pass_id=uuid.uuid4().hex[:8]):
-        return _run_pass(
-            settings,
-            workdir=workdir,
-            state=state,
-            cancel=cancel,
-            observer=observer,
-            on_retry=on_retry,
-        )
+        try:
+            report = _steps(settings, settings.target, started, workdir, state, cancel, observers)
+        except (ApiError, Unavailable, UsageError, NamespaceMissing) as error:
+            report = Report(error=_why(error, settings.target))
+        report = replace(report, duration=time.monotonic() - started)
+        log = logger.bind(**report.fields())
+        if report.error is not None:
+            log.error(report.summary())
+        elif report.exit_code == 0:
+            log.info(report.summary())
+        else:
+            log.warning(report.summary())
+        return report
 
 
-def _run_pass(
+def _steps(
     settings: Settings,
-    *,
+    target: Target,
+    started: float,
     workdir: Path,
     state: PassState | None,
     cancel: threading.Event | None,
-    observer: RequestObserver | None,
-    on_retry: RetryObserver | None = None,
-) -> tuple[Report, Plan | None]:
-    started = time.monotonic()
-    deadline = started + settings.pass_timeout
-    retry = RetryPolicy(read_timeout=settings.request_timeout)
-
-    def kube(side: str, source: KubeconfigSource | TokenSource) -> Kube:
-        client = credentials.client(source, pool_size=settings.concurrency, workdir=workdir)
-        return Kube(
-            client, side, deadline=deadline, retry=retry, observer=observer, on_retry=on_retry
-        )
-
-    try:
-        remote = kube("remote", settings.remote)
-        local = kube("local", settings.local)
-        seen = observe(
-            remote,
-            local,
-            label_selector=settings.label_selector,
-            namespace=settings.mirror_namespace,
-            prefix=settings.prefix,
-            page_size=settings.page_size,
-        )
-    except (ApiError, Unavailable, UsageError) as error:
-        report = Report(error=_why(error), duration=time.monotonic() - started)
-        logger.bind(**report.fields()).error(report.summary())
-        return report, None
-
-    desired, skips = desired_mirrors(
-        seen.remote_services,
-        seen.remote_endpoints,
-        prefix=settings.prefix,
-        namespace=settings.mirror_namespace,
+    observers: Observers,
+) -> Report:
+    remote, local = _connect(settings, started + settings.pass_timeout, workdir, observers)
+    seen = observe(
+        remote,
+        local,
+        label_selector=settings.label_selector,
+        target=target,
+        page_size=settings.page_size,
     )
-    the_plan = plan(
+    desired, skips = desired_mirrors(seen.remote_services, seen.remote_endpoints, target)
+    the_plan = calculate(
         desired,
         seen.local_services,
         seen.local_endpoints,
-        prefix=settings.prefix,
+        prefix=target.prefix,
         policy=policy_for(settings, state),
         skipped=skips,
     )
     if state is not None:
         state.seen_remotes |= {s.meta.ref for s in seen.remote_services}
+    _log_plan(the_plan)
+    if settings.dry_run:
+        for change in the_plan.changes:
+            print(describe(change), flush=True)
+        return Report(
+            counts=planned(the_plan), dry_run=True, guard=the_plan.guard, objects=seen.counts()
+        )
+    progress = Progress(len(the_plan.changes), on_outcome=log_outcome)
+    try:
+        outcomes = apply(
+            the_plan.changes,
+            local,
+            target,
+            concurrency=settings.concurrency,
+            cancel=cancel,
+            on_outcome=progress.record,
+        )
+    finally:
+        progress.close()
+    return Report(counts=tally(the_plan, outcomes), guard=the_plan.guard, objects=seen.counts())
+
+
+def _connect(
+    settings: Settings, deadline: float, workdir: Path, observers: Observers
+) -> tuple[Kube, Kube]:
+    """Clients of both sides, built afresh each pass: credentials rotate."""
+    retry = RetryPolicy(read_timeout=settings.request_timeout)
+
+    def client_of(side: str, source: KubeconfigSource | TokenSource) -> Kube:
+        client = credentials.client(source, pool_size=settings.concurrency, workdir=workdir)
+        return Kube(
+            client,
+            side,
+            deadline=deadline,
+            retry=retry,
+            observer=observers.request,
+            on_retry=observers.retry,
+        )
+
+    return client_of("remote", settings.remote), client_of("local", settings.local)
+
+
+def _log_plan(the_plan: Plan) -> None:
+    """What the plan holds back: skipped remotes, and the guard's verdict."""
     for skip in the_plan.skipped:
         logger.bind(
             remote=str(skip.remote),
@@ -123,65 +161,16 @@ def _run_pass(
     if the_plan.guard:
         logger.bind(held=len(the_plan.held)).error("deletion guard: {}", the_plan.guard)
 
-    if settings.dry_run:
-        for change in the_plan.changes:
-            print(describe(change), flush=True)
-        report = Report(
-            counts=planned(the_plan),
-            duration=time.monotonic() - started,
-            dry_run=True,
-            guard=the_plan.guard,
-            objects=_objects(seen),
-        )
-        logger.bind(**report.fields()).info(report.summary())
-        return report, the_plan
 
-    progress = Progress(len(the_plan.changes), on_outcome=log_outcome)
-    try:
-        outcomes = apply(
-            the_plan.changes,
-            local,
-            namespace=settings.mirror_namespace,
-            prefix=settings.prefix,
-            concurrency=settings.concurrency,
-            cancel=cancel,
-            on_outcome=progress.record,
+def _why(error: Exception, target: Target) -> str:
+    if isinstance(error, NamespaceMissing):
+        return (
+            f"mirror namespace {target.namespace!r} does not exist on the local cluster "
+            "(create it, or set --mirror-ns)"
         )
-    except NamespaceMissing:
-        report = Report(
-            error=f"mirror namespace {settings.mirror_namespace!r} does not exist on the local "
-            "cluster (create it, or set --mirror-ns)",
-            duration=time.monotonic() - started,
-        )
-        logger.bind(**report.fields()).error(report.summary())
-        return report, the_plan
-    finally:
-        progress.close()
-    report = Report(
-        counts=tally(the_plan, outcomes),
-        duration=time.monotonic() - started,
-        guard=the_plan.guard,
-        objects=_objects(seen),
-    )
-    log = logger.bind(**report.fields())
-    (log.info if report.exit_code == 0 else log.warning)(report.summary())
-    return report, the_plan
-
-
-def _why(error: Exception) -> str:
     if isinstance(error, ApiError):
         if error.status in (401, 403):
             return f"{error} (check the {error.side} credentials and their RBAC)"
         if error.status == 0:
             return f"{error} (is the {error.side} cluster reachable?)"
     return str(error)
-
-
-def _objects(seen: Observed) -> dict[str, int]:
-    """How many objects each list held: the metrics' and the summary's view of the world."""
-    return {
-        "remote_services": len(seen.remote_services),
-        "remote_endpoints": len(seen.remote_endpoints),
-        "local_services": len(seen.local_services),
-        "local_endpoints": len(seen.local_endpoints),
-    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ksm_sync.mirror import desired_mirrors
 from ksm_sync.model import Endpoints, Ref, endpoints_from_api, service_from_api
+from ksm_sync.settings import Target
 
 
 def remote_service(name: str, namespace: str = "shop", **spec: object):
@@ -19,7 +20,7 @@ def remote_endpoints(name: str, namespace: str = "shop") -> Endpoints:
 
 
 def mirrors(*services, endpoints=()):
-    return desired_mirrors(services, endpoints, prefix="east", namespace="mirrors")
+    return desired_mirrors(services, endpoints, Target("east", "mirrors"))
 
 
 def test_nodeport_and_loadbalancer_become_plain_clusterip_without_selector() -> None:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ksm_sync.naming import mirror_name, name_problem, ownership_selector, prefix_problem
+from ksm_sync.naming import mirror_name, name_problem, prefix_problem
 
 
 def test_mirror_name_keeps_the_go_shape() -> None:
     assert mirror_name("east", "shop", "web") == "east-web-6d6972726f720a-shop"
-
-
-def test_ownership_selector_matches_the_go_labels() -> None:
-    assert ownership_selector("east") == "mirrored-svc=true,mirror-svc-prefix-sync=east"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from ksm_sync.mirror import Mirror, desired_mirrors
 from ksm_sync.model import Endpoints, Meta, Ref, Service, ServicePort, subsets_from_api
-from ksm_sync.plan import Plan, Policy, plan
+from ksm_sync.plan import Plan, Policy, calculate
+from ksm_sync.settings import Target
 
 PREFIX = "east"
 SYNC = Policy()
@@ -30,7 +31,7 @@ def remote_endpoints(name: str, ips: list[str], namespace: str = "shop") -> Endp
 
 
 def desired(services, endpoints=()) -> dict[str, Mirror]:
-    return desired_mirrors(services, endpoints, prefix=PREFIX, namespace="mirrors")[0]
+    return desired_mirrors(services, endpoints, Target(PREFIX, "mirrors"))[0]
 
 
 def stored(mirrors: dict[str, Mirror]) -> tuple[list[Service], list[Endpoints]]:
@@ -43,7 +44,7 @@ def stored(mirrors: dict[str, Mirror]) -> tuple[list[Service], list[Endpoints]]:
 
 
 def run(want: dict[str, Mirror], current=([], []), policy: Policy = SYNC) -> Plan:
-    return plan(want, current[0], current[1], prefix=PREFIX, policy=policy)
+    return calculate(want, current[0], current[1], prefix=PREFIX, policy=policy)
 
 
 def actions(p: Plan) -> list[tuple[str, str, str]]:

@@ -1,0 +1,84 @@
+"""Ownership: what makes a local object ksm-sync's, and what it records of the remote.
+
+Everything that decides whether ksm-sync may write an object lives here, so that "never
+updates or deletes what it does not own" can be audited in one file (external-dns keeps
+this in its registry). An object is owned by a prefix when it carries both labels below
+with that prefix: the labels kube-service-mirror set, so its mirrors are adopted as they
+are. The remote a mirror stands for is recorded in two annotations; mirrors made by
+kube-service-mirror lack them and get them on their first pass.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ksm_sync.model import Meta, Ref
+
+MIRRORED_LABEL = "mirrored-svc"
+PREFIX_LABEL = "mirror-svc-prefix-sync"
+REMOTE_NAMESPACE_ANNOTATION = "ksm-sync/remote-namespace"
+REMOTE_NAME_ANNOTATION = "ksm-sync/remote-name"
+
+# What a name already taken on the local cluster turns out to be, when a write meets it.
+Holder = Literal["ours", "theirs", "gone"]
+
+
+def labels(prefix: str) -> dict[str, str]:
+    return {MIRRORED_LABEL: "true", PREFIX_LABEL: prefix}
+
+
+def selector(prefix: str) -> str:
+    """The label selector of this prefix's mirrors: the only local objects a pass lists."""
+    return ",".join(f"{key}={value}" for key, value in labels(prefix).items())
+
+
+def annotations(remote: Ref) -> dict[str, str]:
+    return {REMOTE_NAMESPACE_ANNOTATION: remote.namespace, REMOTE_NAME_ANNOTATION: remote.name}
+
+
+def mirror_meta(name: str, namespace: str, prefix: str, remote: Ref) -> Meta:
+    """The metadata every mirror object of this prefix carries."""
+    return Meta(
+        ref=Ref(namespace, name),
+        labels=tuple(sorted(labels(prefix).items())),
+        annotations=tuple(sorted(annotations(remote).items())),
+    )
+
+
+def owned(meta: Meta, prefix: str) -> bool:
+    return meta.label(MIRRORED_LABEL) == "true" and meta.label(PREFIX_LABEL) == prefix
+
+
+def remote_of(meta: Meta) -> Ref | None:
+    """The remote a mirror stands for; None for mirrors kube-service-mirror made."""
+    namespace = meta.annotation(REMOTE_NAMESPACE_ANNOTATION)
+    name = meta.annotation(REMOTE_NAME_ANNOTATION)
+    if namespace is None or name is None:
+        return None
+    return Ref(namespace, name)
+
+
+def holder(found: Meta | None, prefix: str) -> Holder:
+    """Who holds a name a write collided with (a 409), read again just after it.
+
+    "theirs" is a conflict: the object is reported and never touched. "ours" means
+    another ksm-sync of this prefix got there first; "gone", that it vanished meanwhile.
+    Both are races that the next pass settles from a fresh list.
+    """
+    if found is None:
+        return "gone"
+    return "ours" if owned(found, prefix) else "theirs"
+
+
+def ownership_differs(desired: Meta, current: Meta) -> str | None:
+    """Which of ksm-sync's own labels or annotations an owned object lacks, if any.
+
+    Only these keys are compared: labels and annotations others add are left alone.
+    """
+    current_labels = dict(current.labels)
+    if any(current_labels.get(k) != v for k, v in desired.labels):
+        return "ownership labels"
+    current_annotations = dict(current.annotations)
+    if any(current_annotations.get(k) != v for k, v in desired.annotations):
+        return "remote annotations"
+    return None
