@@ -1,6 +1,6 @@
 # ksm-sync image: `docker build -t ksm-sync .`, then `docker run ksm-sync once ...` (the default).
 #
-# Checked without a Docker engine by tests/test_deploy.py: hadolint passes on this file, and
+# Checked without a Docker engine by tests/cluster/test_deploy.py: hadolint passes on this file, and
 # the build stage's install step (scripts/install-runtime, from the files copied below) is run
 # into a fresh virtual environment that then answers `ksm-sync --help`.
 
