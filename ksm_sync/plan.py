@@ -66,12 +66,29 @@ def service_change(desired: Service, current: Service) -> tuple[Action, str] | N
     if desired.headless != current.headless:
         flip = "ClusterIP -> headless" if desired.headless else "headless -> ClusterIP"
         return "recreate", f"{flip} (clusterIP is immutable)"
+    if (families := _families_change(desired, current)) is not None:
+        return "recreate", families
     if set(desired.ports) != set(current.ports):  # an order change alone is no change
         return "update", "ports"
     if desired.external_name != current.external_name:
         return "update", "externalName"
+    if desired.affinity_timeout != current.affinity_timeout:
+        return "update", "session affinity"
     differs = ownership_differs(desired.meta, current.meta)
     return ("update", differs) if differs else None
+
+
+def _families_change(desired: Service, current: Service) -> str | None:
+    """How the IP families differ, as far as the mirror specifies them (primary: immutable)."""
+    if desired.ip_family_policy is None:
+        return None
+    was = f"{current.ip_family_policy} {'/'.join(current.ip_families)}"
+    now = f"{desired.ip_family_policy} {'/'.join(desired.ip_families) or '(local order)'}"
+    if desired.ip_family_policy != current.ip_family_policy:
+        return f"IP family policy {was} -> {now}"
+    if desired.ip_families and desired.ip_families[:1] != current.ip_families[:1]:
+        return f"IP family {was} -> {now} (the primary family is immutable)"
+    return None
 
 
 def endpoints_change(desired: Endpoints, current: Endpoints) -> tuple[Action, str] | None:
@@ -101,17 +118,19 @@ def calculate(
     """Changes that turn the current owned mirrors into the desired ones.
 
     Objects that lack this prefix's ownership labels are ignored here: they can never be
-    updated or deleted. A create that meets one is reported as a conflict by `apply`.
+    updated or deleted. A create that meets one is reported as a conflict by `apply`. The
+    mirror names of skipped remotes are left exactly as they are: a remote that cannot be
+    mirrored now must not take down what was mirrored before.
     """
     current_services = {s.meta.ref.name: s for s in services if owned(s.meta, prefix)}
     current_endpoints = {e.meta.ref.name: e for e in endpoints if owned(e.meta, prefix)}
+    skipped = tuple(skipped)
+    untouchable = {skip.mirror_name for skip in skipped}  # left exactly as they are
     changes: list[Change] = []
-    deletes: list[Change] = []
-    unchanged = 0
+    deletes: list[Change] = []  # every delete, of any kind: the policy and the guard judge them
 
     for name in sorted(desired):
         mirror = desired[name]
-        before = len(changes)
         current = current_services.get(name)
         recreated = False
         if current is None:
@@ -130,7 +149,7 @@ def calculate(
         if mirror.endpoints is None:
             if current_ep is not None:
                 reason = "remote Service has no Endpoints"
-                changes.append(
+                deletes.append(
                     Change("delete", "Endpoints", name, mirror.remote, None, current_ep, reason)
                 )
         elif current_ep is None:
@@ -144,11 +163,8 @@ def calculate(
                     action, "Endpoints", name, mirror.remote, mirror.endpoints, current_ep, reason
                 )
             )
-        if len(changes) == before:
-            unchanged += 1
 
-    stale = sorted(set(current_services) - set(desired))
-    for name in stale:
+    for name in sorted(set(current_services) - set(desired) - untouchable):
         current = current_services[name]
         remote = remote_of(current.meta)
         deletes.append(Change("delete", "Service", name, remote, None, current, "remote is gone"))
@@ -157,7 +173,8 @@ def calculate(
                 Change("delete", "Endpoints", name, remote, None, current_endpoints[name],
                        "its Service mirror is deleted")
             )  # fmt: skip
-    for name in sorted(set(current_endpoints) - set(desired) - set(current_services)):
+    orphans = set(current_endpoints) - set(desired) - set(current_services) - untouchable
+    for name in sorted(orphans):
         current_ep = current_endpoints[name]
         deletes.append(
             Change(
@@ -167,25 +184,34 @@ def calculate(
 
     allowed = [d for d in deletes if _deletable(d.remote, policy)]
     held = [d for d in deletes if not _deletable(d.remote, policy)]
-    guard = _guard(len(current_services), allowed, policy)
+    guard = _guard(set(current_services), allowed, policy)
     if guard is not None:
         held, allowed = deletes, []
+    touched = {c.name for c in changes + deletes}
     return Plan(
         changes=tuple(changes + allowed),
-        unchanged=unchanged,
-        skipped=tuple(skipped),
+        unchanged=sum(1 for name in desired if name not in touched),
+        skipped=skipped,
         held=tuple(held),
         guard=guard,
     )
 
 
-def _guard(existing: int, allowed: list[Change], policy: Policy) -> str | None:
-    deleting = len({c.name for c in allowed if c.kind == "Service"})
-    if existing <= policy.guard_min_mirrors or deleting <= policy.max_delete_ratio * existing:
+def _guard(mirrors: set[str], allowed: list[Change], policy: Policy) -> str | None:
+    """Why every delete is held back, if this pass would delete or empty too many mirrors.
+
+    A mirror that would lose its Endpoints counts as much as one that would go: either way
+    its name stops answering.
+    """
+    existing = len(mirrors)
+    deleting = {c.name for c in allowed if c.name in mirrors}
+    if existing <= policy.guard_min_mirrors or len(deleting) <= policy.max_delete_ratio * existing:
         return None
+    emptied = deleting - {c.name for c in allowed if c.kind == "Service"}
+    how = f" ({len(emptied)} of them by deleting their Endpoints)" if emptied else ""
     return (
-        f"would delete {deleting} of {existing} mirrors, more than --max-delete-ratio "
-        f"{policy.max_delete_ratio:g}: an empty or wrong remote list (label selector typo, "
-        f"wrong cluster) looks like this. Nothing deleted; check the remote, or raise "
-        f"--max-delete-ratio to allow it"
+        f"would delete {len(deleting)} of {existing} mirrors{how}, more than "
+        f"--max-delete-ratio {policy.max_delete_ratio:g}: an empty or wrong remote list "
+        "(label selector typo, wrong cluster) looks like this. Nothing deleted; check the "
+        "remote, or raise --max-delete-ratio to allow it"
     )

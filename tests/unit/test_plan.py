@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ksm_sync.mirror import Mirror, desired_mirrors
+from ksm_sync.mirror import Mirror, Skip, desired_mirrors
 from ksm_sync.model import Endpoints, Meta, Ref, Service, ServicePort, subsets_from_api
 from ksm_sync.plan import Plan, Policy, calculate
 from ksm_sync.settings import Target
@@ -151,3 +151,57 @@ def test_one_plan_converges_any_world_to_any_other(before_spec, after_spec) -> N
         if change.action == "delete":
             assert change.name not in after  # nothing that should exist is ever deleted
     assert run(after, stored(after)).changes == ()  # and once there, nothing more to do
+
+
+def test_endpoints_deletes_are_deletes_for_the_policies_and_the_guard() -> None:
+    """A remote whose Endpoints stop matching empties its mirror: that is a delete too."""
+    names = [f"s{i}" for i in range(8)]
+    before = desired([remote(n) for n in names], [remote_endpoints(n, ["10.0.0.1"]) for n in names])
+    after = desired([remote(n) for n in names])  # the Services remain, their Endpoints do not
+    upsert = run(after, stored(before), Policy(delete=False))
+    assert upsert.changes == () and len(upsert.held) == 8
+    assert run(after, stored(before), Policy(deletable_remotes=frozenset())).changes == ()
+    guarded = run(after, stored(before))
+    assert guarded.changes == () and guarded.guard is not None
+    assert "would delete 8 of 8 mirrors (8 of them by deleting their Endpoints)" in guarded.guard
+    assert actions(run(after, stored(before), Policy(max_delete_ratio=1.0))) == [
+        ("delete", "Endpoints", n) for n in names
+    ]
+
+
+def test_a_skipped_remote_leaves_its_old_mirror_as_it_is() -> None:
+    before = desired([remote("web")], [remote_endpoints("web", ["10.0.0.1"])])
+    [name] = before
+    skip = Skip(Ref("shop", "web"), name, "cannot be mirrored now")
+    result = calculate({}, *stored(before), prefix=PREFIX, skipped=[skip])
+    assert result.changes == () and result.held == ()
+
+
+worlds = st.dictionaries(
+    st.tuples(names, st.sampled_from(["a", "b"])),
+    st.tuples(st.booleans(), st.sampled_from([None, "10.0.0.1", "10.0.0.2"])),
+    max_size=12,
+)
+
+
+def build_world(spec) -> dict[str, Mirror]:
+    services = [remote(n, ns, headless=h) for (n, ns), (h, _) in spec.items()]
+    endpoints = [remote_endpoints(n, [ip], ns) for (n, ns), (_, ip) in spec.items() if ip]
+    return desired(services, endpoints)
+
+
+@given(worlds, worlds, st.sampled_from([0.0, 0.2, 0.5, 0.8, 1.0]))
+def test_no_delete_of_any_kind_escapes_the_policies_or_the_guard(
+    before_spec, after_spec, ratio
+) -> None:
+    before, after = build_world(before_spec), build_world(after_spec)
+    current = stored(before)
+    for policy in (Policy(delete=False), Policy(deletable_remotes=frozenset())):
+        assert all(c.action != "delete" for c in run(after, current, policy).changes)
+    guarded = run(after, current, Policy(max_delete_ratio=ratio))
+    deleting = {c.name for c in guarded.changes if c.action == "delete"}
+    if len(before) > Policy().guard_min_mirrors:
+        assert len(deleting) <= ratio * len(before)
+    for change in guarded.changes:
+        if change.action == "delete" and change.kind == "Service":
+            assert change.name not in after
