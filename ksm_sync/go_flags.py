@@ -33,14 +33,24 @@ def _option_names(template: Callable[..., object]) -> tuple[set[str], Flags]:
 
 
 def go_style(argv: list[str], template: Callable[..., object]) -> list[str]:
-    """Rewrites the Go spellings of template's options.
+    """Rewrites the Go spellings of template's options, in option position only.
 
     `-name v` and `-name=v` become `--name v`; `-svc-sync=false` becomes `--no-svc-sync`;
-    arguments without a command run `loop`, as the Go program ran until stopped.
+    arguments without a command run `loop`, as the Go program ran until stopped. The value
+    of an option (`--kube-context -dry-run`) and anything after `--` stay as they are.
     """
     names, flags = _option_names(template)
+    valued = {n for n in names if n not in flags and n.removeprefix("no-") not in flags}
     out: list[str] = []
-    for arg in argv:
+    value_next = False  # the previous argument was an option that takes a value
+    for index, arg in enumerate(argv):
+        if value_next or arg == "--":
+            value_next = False
+            if arg == "--":
+                out.extend(argv[index:])
+                break
+            out.append(arg)
+            continue
         single_dash = arg.startswith("-") and not arg.startswith("--") and len(arg) > 2
         if single_dash and arg[1:].split("=", 1)[0] in names:
             arg = "-" + arg
@@ -54,6 +64,8 @@ def go_style(argv: list[str], template: Callable[..., object]) -> list[str]:
                     if off is None:
                         continue
                     arg = off
+        else:
+            value_next = arg.startswith("--") and arg[2:] in valued
         out.append(arg)
     if out and out[0].startswith("-") and out[0] not in ("-h", "--help", "--version"):
         out.insert(0, "loop")

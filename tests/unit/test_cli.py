@@ -18,6 +18,13 @@ from tests.support.cli import REPO, run_cli
         (["once", "-label-selector", "a=b"], ["once", "--label-selector", "a=b"]),
         (["once", "-svc-sync=true", "-dry-run=false"], ["once", "--svc-sync"]),
         (["-h"], ["-h"]),
+        (["once", "--kube-context", "-dry-run"], ["once", "--kube-context", "-dry-run"]),
+        (
+            ["once", "-kube-context", "-svc-sync=false"],
+            ["once", "--kube-context", "-svc-sync=false"],
+        ),
+        (["once", "-svc-sync", "-dry-run"], ["once", "--svc-sync", "--dry-run"]),
+        (["once", "--", "-dry-run"], ["once", "--", "-dry-run"]),
     ],
 )
 def test_go_style_rewrites(argv: list[str], variable: list[str]) -> None:
