@@ -19,11 +19,12 @@ from typing import Literal
 from loguru import logger
 
 from ksm_sync import ownership
-from ksm_sync.kube import ApiError, Kube
+from ksm_sync.kube import ApiError, Kube, NotSent
 from ksm_sync.model import (
     Endpoints,
     Json,
     Service,
+    affinity_to_api,
     endpoints_from_api,
     endpoints_to_api,
     service_from_api,
@@ -34,7 +35,7 @@ from ksm_sync.model import (
 from ksm_sync.plan import PAST, Change, endpoints_change, service_change
 from ksm_sync.settings import Target
 
-Result = Literal["done", "conflict", "failed", "raced", "abandoned"]
+Result = Literal["done", "conflict", "skipped", "failed", "raced", "abandoned"]
 UPDATE_ATTEMPTS = 3
 
 
@@ -79,6 +80,10 @@ class _Writer:
         except ApiError as error:
             if error.status == 404:
                 raise NamespaceMissing(self.target.namespace) from None
+            if error.status == 422 and "not configured" in error.reason:
+                # The local cluster has no service range of the family the remote needs.
+                why = f"the local cluster cannot give it the remote's IP family: {error.reason}"
+                return Outcome(change, "skipped", why)
             if error.status != 409:
                 raise
         existing = self._get(change)
@@ -138,18 +143,30 @@ class _Writer:
         return Outcome(change, "failed", f"still changing after {UPDATE_ATTEMPTS} attempts")
 
     def _delete(self, change: Change) -> Outcome:
-        assert change.current is not None
-        body = {"kind": "DeleteOptions", "apiVersion": "v1",
-                "preconditions": {"uid": change.current.meta.uid}}  # fmt: skip
+        """Deletes the object exactly as it was judged ours: same uid, same resourceVersion.
+
+        Someone may take an object over between the list and the delete (remove our
+        labels): the delete then meets a 409, and the object is read again and left alone.
+        """
+        current = change.current
+        assert current is not None
+        preconditions = {"uid": current.meta.uid, "resourceVersion": current.meta.resource_version}
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": preconditions}
         try:
             self.kube.request("DELETE", self._path(change.kind, change.name), body=body)
         except ApiError as error:
             if error.status == 404:
                 return Outcome(change, "done", "already gone")
-            if error.status == 409:
-                return Outcome(change, "raced", "replaced since observed; next pass")
-            raise
-        return Outcome(change, "done")
+            if error.status != 409:
+                raise
+        else:
+            return Outcome(change, "done")
+        fresh = self._get(change)
+        if fresh is None:
+            return Outcome(change, "done", "already gone")
+        if ownership.holder(fresh.meta, self.target.prefix) == "theirs":
+            return Outcome(change, "conflict", "no longer ours since observed; left untouched")
+        return Outcome(change, "raced", "changed since observed; next pass")
 
 
 def _patch(desired: Service | Endpoints, resource_version: str) -> Json:
@@ -166,6 +183,8 @@ def _patch(desired: Service | Endpoints, resource_version: str) -> Json:
         patch["spec"] = {"ports": spec["ports"]}
         if "externalName" in spec:
             patch["spec"]["externalName"] = spec["externalName"]
+        else:
+            patch["spec"].update(affinity_to_api(desired))
     else:
         patch["subsets"] = subsets_to_api(desired.subsets)
     return patch
@@ -177,16 +196,15 @@ def apply(
     target: Target,
     *,
     concurrency: int,
-    cancel: threading.Event | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Applies changes mirror by mirror (Service before Endpoints), mirrors concurrently.
 
     Raises NamespaceMissing when the mirror namespace is absent; other failures are
-    outcomes of their own object and never stop the rest.
+    outcomes of their own object and never stop the rest. Changes `kube` will not send (past
+    the pass deadline, or stopping) are abandoned: the next pass makes them.
     """
     writer = _Writer(kube, target)
-    cancel = cancel or threading.Event()
     missing = threading.Event()
     ordered = sorted(changes, key=lambda c: (c.name, c.kind != "Service"))
     groups = [list(g) for _, g in groupby(ordered, key=lambda c: c.name)]
@@ -195,8 +213,8 @@ def apply(
         outcomes: list[Outcome] = []
         blocked: Result | None = None  # its Service mirror was not written: why
         for change in group:
-            if cancel.is_set() or missing.is_set():
-                outcomes.append(Outcome(change, "abandoned", "pass stopped"))
+            if missing.is_set():
+                outcomes.append(Outcome(change, "abandoned", "mirror namespace missing"))
                 continue
             if blocked:
                 why = f"not attempted: its Service mirror was not written ({blocked})"
@@ -204,6 +222,8 @@ def apply(
                 continue
             try:
                 outcome = writer.apply(change)
+            except NotSent as error:
+                outcome = Outcome(change, "abandoned", error.reason)
             except ApiError as error:
                 outcome = Outcome(change, "failed", str(error))
             except NamespaceMissing:
@@ -212,7 +232,7 @@ def apply(
             outcomes.append(outcome)
             if on_outcome:
                 on_outcome(outcome)
-            if change.kind == "Service" and outcome.result in ("conflict", "failed"):
+            if change.kind == "Service" and outcome.result in ("conflict", "skipped", "failed"):
                 blocked = outcome.result
         return outcomes
 
@@ -237,5 +257,7 @@ def log_outcome(outcome: Outcome) -> None:
         log.info("{} {} {}: {}", c.action, c.kind, c.name, outcome.detail)
     elif outcome.result == "conflict":
         log.warning("conflict on {} {}: {}", c.kind, c.name, outcome.detail)
+    elif outcome.result == "skipped":
+        log.warning("skipped {} {}: {}", c.kind, c.name, outcome.detail)
     elif outcome.result == "failed":
         log.error("failed to {} {} {}: {}", c.action, c.kind, c.name, outcome.detail)

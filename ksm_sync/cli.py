@@ -86,7 +86,11 @@ def _options(
     remote_ca_url: Annotated[str | None, typer.Option(
         envvar="KSM_REMOTE_CA_URL", rich_help_panel=REMOTE, show_default=False,
         help="Where to fetch the remote CA, every pass: https://, file:// or a path "
-        "(http:// works, with a warning).")] = None,
+        "(http:// only with --insecure-ca-over-http).")] = None,
+    insecure_ca_over_http: Annotated[bool, typer.Option(
+        "--insecure-ca-over-http", envvar="KSM_INSECURE_CA_OVER_HTTP", rich_help_panel=REMOTE,
+        help="Accept a --remote-ca-url over plain http: whoever can change that answer can "
+        "swap the CA and read the bearer token.")] = False,
     remote_sa_token_path: Annotated[str | None, typer.Option(
         rich_help_panel=REMOTE, show_default=False,
         help=f"File holding the remote bearer token, read every pass. Else the token "
@@ -174,6 +178,7 @@ def build_settings(options: dict[str, Any]) -> Settings:
             ca_url=options["remote_ca_url"],
             token_path=options["remote_sa_token_path"],
             token_value=os.environ.get(TOKEN_VARIABLE),
+            insecure_ca_over_http=options["insecure_ca_over_http"],
         )
     else:
         raise UsageError(
@@ -249,14 +254,17 @@ def _run(mode: str, options: dict[str, Any]) -> None:
             raise typer.Exit(error.exit_code) from None
         except Unavailable as error:  # mirroring matters more than its metrics: carry on
             logger.warning("{}; mirroring without them", error)
+    stop = _stop_on_signals()
+    # Every pass writes its credentials (the remote CA, the kubeconfigs' keys) in here, and
+    # the directory goes with whatever ends the run, SIGTERM included.
     with tempfile.TemporaryDirectory(prefix="ksm-sync-") as workdir:
 
-        def one_pass(state: PassState | None, cancel: threading.Event | None) -> Report:
+        def one_pass(state: PassState | None) -> Report:
             report = run_pass(
                 settings,
                 workdir=Path(workdir),
                 state=state,
-                cancel=cancel,
+                cancel=stop,
                 observers=Observers(request=metrics.request, retry=metrics.retry),
             )
             metrics.record(report)
@@ -269,32 +277,46 @@ def _run(mode: str, options: dict[str, Any]) -> None:
             return report
 
         if mode == "once":
-            raise typer.Exit(one_pass(None, None).exit_code)
-        _loop(one_pass, period, server)
+            code = one_pass(None).exit_code
+        else:
+            _loop(one_pass, period, server, stop)
+            code = 0
+    raise typer.Exit(code)
 
 
-def _loop(
-    one_pass: Callable[[PassState, threading.Event], Report],
-    period: float,
-    server: Server | None,
-) -> None:
-    """Passes until SIGTERM; the server, if any, answers from before the first pass."""
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM or SIGINT: stop once the writes in flight end; a second one: stop now.
+
+    Either way the run unwinds, so its working directory (with credentials) is removed.
+    """
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        logger.info(
-            "{} received: stopping once the writes in flight end", signal.Signals(signum).name
-        )
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            logger.warning("{} received again: stopping now", name)
+            raise SystemExit(128 + signum)
+        logger.info("{} received: stopping once the writes in flight end", name)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _loop(
+    one_pass: Callable[[PassState], Report],
+    period: float,
+    server: Server | None,
+    stop: threading.Event,
+) -> None:
+    """Passes until stopped; the server, if any, answers from before the first pass."""
     state = PassState()
     if server is not None:
         server.start()
     try:
         while not stop.is_set():
-            one_pass(state, stop)
+            one_pass(state)
             stop.wait(period)
     finally:
         if server is not None:

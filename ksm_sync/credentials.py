@@ -6,6 +6,7 @@ remote CA behind --remote-ca-url, kubeconfig files rewritten by other tools.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import ssl
@@ -61,8 +62,8 @@ def _context(source: KubeconfigSource, file_option: str, context_option: str) ->
     _check_files(source.path or "", file_option)
     try:
         contexts, active = list_kube_config_contexts(source.path)
-    except ConfigException as error:
-        raise UsageError(f"{file_option} {source.path}: {error}") from None
+    except Exception as error:  # the client raises YAML, base64, type errors as they come
+        raise UsageError(f"{file_option} {source.path}: {_unreadable(error)}") from None
     wanted = source.context or (active or {}).get("name")
     for context in contexts or ():
         if context.get("name") == wanted:
@@ -79,17 +80,77 @@ def _check_files(paths: str, option: str) -> None:
             raise UsageError(f"{option} {path}: no such file")
 
 
+def _unreadable(error: Exception) -> str:
+    if isinstance(error, ConfigException):
+        return str(error)
+    return f"cannot be read ({type(error).__name__}: {error})"
+
+
 def check(source: KubeconfigSource | TokenSource, side: str) -> None:
     """Fails now, with exit status 2, on what would make every pass fail the same way."""
     if isinstance(source, TokenSource):
         read_token(source)
+        check_remote_urls(source)
     elif source.path is not None:
         option = "--kube-config" if side == "local" else "--target-kube-config"
         context_option = "--kube-context" if side == "local" else "--target-kube-context"
         _context(source, option, context_option)
+        with tempfile.TemporaryDirectory(prefix="ksm-sync-check-") as scratch:
+            _load_kubeconfig(source, Configuration(), Path(scratch))  # base64, keys: no network
 
 
-def client(source: KubeconfigSource | TokenSource, *, pool_size: int, workdir: Path) -> ApiClient:
+def check_remote_urls(source: TokenSource) -> None:
+    """The bearer token goes to the API URL every pass: never in clear beyond this host.
+
+    A CA fetched over plain HTTP can be swapped by anyone on the path, who can then
+    terminate TLS and collect the token: that takes an opt-in whose name says so.
+    """
+    api = urlparse(source.api_url)
+    if api.scheme != "https" and not (api.scheme == "http" and _loopback(api.hostname)):
+        raise UsageError(
+            f"--remote-api-url (KSM_REMOTE_API_URL) {source.api_url} must be https:// (plain "
+            "http only to a loopback address, such as kubectl proxy): the bearer token would "
+            "travel in clear"
+        )
+    if urlparse(source.ca_url).scheme == "http" and not source.insecure_ca_over_http:
+        raise UsageError(
+            f"--remote-ca-url (KSM_REMOTE_CA_URL) {source.ca_url} is plain http: whoever can "
+            "change that answer can swap the CA and read the bearer token. Serve the CA over "
+            "https:// or from a file, or accept the risk with --insecure-ca-over-http "
+            "(KSM_INSECURE_CA_OVER_HTTP)"
+        )
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _load_kubeconfig(source: KubeconfigSource, configuration: Configuration, workdir: Path) -> None:
+    """Loads a kubeconfig into configuration; its key and certificate files go in workdir.
+
+    The official client writes certificate and key data to temporary files and removes
+    them only at a normal exit; in workdir they go with it, whatever ends the run.
+    """
+    try:
+        load_kube_config(
+            config_file=source.path,
+            context=source.context,
+            client_configuration=configuration,
+            persist_config=False,
+            temp_file_path=str(workdir),
+        )
+    except Exception as error:  # YAML caught mid-rewrite, bad base64, a missing key file
+        raise UsageError(f"kubeconfig {source.path}: {_unreadable(error)}") from None
+
+
+def client(
+    source: KubeconfigSource | TokenSource, *, side: str, pool_size: int, workdir: Path
+) -> ApiClient:
     configuration = Configuration()
     if isinstance(source, TokenSource):
         configuration.host = source.api_url
@@ -102,15 +163,15 @@ def client(source: KubeconfigSource | TokenSource, *, pool_size: int, workdir: P
         except ConfigException as error:
             raise Unavailable(f"in-cluster credentials: {error}") from None
     else:
-        try:
-            load_kube_config(
-                config_file=source.path,
-                context=source.context,
-                client_configuration=configuration,
-                persist_config=False,
+        _load_kubeconfig(source, configuration, workdir)
+        if not configuration.verify_ssl:
+            logger.warning(
+                "the {} kubeconfig {} sets insecure-skip-tls-verify: the {} API server is not "
+                "authenticated, and its credentials go to whoever answers",
+                side,
+                source.path,
+                side,
             )
-        except ConfigException as error:
-            raise UsageError(f"kubeconfig {source.path}: {error}") from None
     for key in (configuration.api_key or {}).values():  # kubeconfig tokens: never logged either
         logs.secret(str(key).removeprefix("Bearer ").strip())
     configuration.connection_pool_maxsize = pool_size
@@ -124,11 +185,16 @@ def read_token(source: TokenSource) -> str:
     """The bearer token, read now: from the file when one is named, else from the variable."""
     if source.token_path:
         try:
-            token = Path(source.token_path).read_text()
+            token = Path(source.token_path).read_text(encoding="utf-8")
         except OSError as error:
             raise UsageError(
                 f"--remote-sa-token-path {source.token_path}: cannot read the token file "
                 f"({error.strerror})"
+            ) from None
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"--remote-sa-token-path {source.token_path}: the token file is not text "
+                "(not UTF-8)"
             ) from None
         origin = f"the token in {source.token_path} (--remote-sa-token-path)"
     elif source.token_value is not None:
@@ -153,9 +219,11 @@ def fetch_ca(url: str) -> bytes:
     scheme = urlparse(url).scheme
     try:
         if scheme in ("http", "https"):
-            if scheme == "http":
+            if scheme == "http":  # refused at start-up unless --insecure-ca-over-http
                 logger.warning(
-                    "--remote-ca-url {} is plain HTTP: the CA travels unauthenticated", url
+                    "--remote-ca-url {} is plain HTTP: the CA travels unauthenticated "
+                    "(accepted with --insecure-ca-over-http)",
+                    url,
                 )
             with urllib.request.urlopen(url, timeout=CA_FETCH_TIMEOUT) as response:
                 data = response.read()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -53,6 +54,13 @@ class ApiError(Exception):
         self.transient = (
             status == 0 or status in TRANSIENT_STATUSES if transient is None else transient
         )
+
+
+class NotSent(ApiError):
+    """A request not sent: the pass reached its --pass-timeout, or ksm-sync is stopping."""
+
+    def __init__(self, side: str, method: str, path: str, why: str) -> None:
+        super().__init__(side, method, path, 0, f"not sent: {why}", transient=False)
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,11 @@ def _verb(method: str, path: str, query: Mapping[str, str] | None) -> str:
 
 
 class Kube:
-    """One side's API server for one pass: requests stop retrying at the pass deadline."""
+    """One side's API server for one pass.
+
+    No request starts, and no retry waits, past the pass deadline or once `stop` is set:
+    what is left then is the next pass's.
+    """
 
     def __init__(
         self,
@@ -114,9 +126,11 @@ class Kube:
         retry: RetryPolicy = RetryPolicy(),
         observer: RequestObserver | None = None,
         on_retry: RetryObserver | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.client, self.side, self.deadline, self.retry = client, side, deadline, retry
         self.observer, self.on_retry = observer, on_retry
+        self.stop = stop or threading.Event()
 
     def request(
         self,
@@ -146,6 +160,7 @@ class Kube:
             retry=retry_if_exception(lambda e: isinstance(e, ApiError) and e.transient),
             wait=self._wait,
             stop=stop_after_attempt(self.retry.attempts) | self._past_deadline,
+            sleep=self.stop.wait,  # a stop ends the wait, and the next attempt is not sent
             before_sleep=self._log_retry,
             reraise=True,
         )
@@ -196,6 +211,10 @@ class Kube:
         body: Json | None,
         content_type: str,
     ) -> Json:
+        if self.stop.is_set():
+            raise NotSent(self.side, method, path, "ksm-sync is stopping")
+        if time.monotonic() >= self.deadline:
+            raise NotSent(self.side, method, path, "the pass reached its --pass-timeout")
         # Straight to the official client's urllib3 pool (its TLS, proxy and pooling), past
         # its param_serialize and REST layer: bodies here are plain JSON already, and that
         # generic plumbing (a recursive walk of every body, per-call setup) cost the client
@@ -249,11 +268,16 @@ class Kube:
                 retry_after=_retry_after(response.headers),
             )
         try:
-            return json.loads(data)
+            answer = json.loads(data)
         except ValueError:
             raise ApiError(
                 self.side, method, path, 0, "response body is not complete JSON"
             ) from None
+        if not isinstance(answer, dict):
+            # Not an API server's answer (a proxy's page, a wrong URL): nothing to act on.
+            reason = f"response body is JSON but not an object ({type(answer).__name__})"
+            raise ApiError(self.side, method, path, 0, reason, transient=False)
+        return answer
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -264,7 +288,9 @@ class Kube:
         return jittered
 
     def _past_deadline(self, state: RetryCallState) -> bool:
-        return time.monotonic() + (state.upcoming_sleep or 0.0) >= self.deadline
+        return self.stop.is_set() or (
+            time.monotonic() + (state.upcoming_sleep or 0.0) >= self.deadline
+        )
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

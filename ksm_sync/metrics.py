@@ -29,7 +29,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from ksm_sync.report import FIELDS, RESULTS, Report
+from ksm_sync.report import FIELDS, OCCASIONAL, RESULTS, Report
 
 # Report counts -> ksm_sync_changes_total kinds (counted per mirror, as in the summary).
 CHANGE_KINDS = {
@@ -40,6 +40,7 @@ CHANGE_KINDS = {
     "conflicts": "conflict",
     "skipped": "skipped",
     "failed": "failed",
+    "abandoned": "abandoned",
 }
 SIDES = ("remote", "local")
 PASS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -154,13 +155,13 @@ class Metrics:
         self.passes.labels(report.result).inc()
         self.pass_duration.observe(report.duration)
         self.last_exit.set(report.exit_code)
-        if report.error is not None:
+        if report.error is not None or report.stopped is not None:
             return
         for key, value in report.objects.items():
             side, kind = key.split("_", 1)
             self.objects.labels(side, kind).set(value)
         self.guard.set(1 if report.guard else 0)
-        for key in (*FIELDS, "raced"):
+        for key in (*FIELDS, *OCCASIONAL):
             self.last_changes.labels(CHANGE_KINDS.get(key, key)).set(report.counts.get(key, 0))
         if report.dry_run:
             return

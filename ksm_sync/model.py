@@ -17,8 +17,9 @@ What a mirror keeps of its remote (anything not listed is dropped):
 |   targetPort, appProtocol             |                     |   Endpoints ports refer to them   |
 | ports: nodePort                       | dropped             | a ClusterIP Service has none      |
 | selector                              | dropped             | the endpoints come from remote    |
-| sessionAffinity(Config), ipFamilies,  | dropped             | the local cluster's defaults      |
-|   ipFamilyPolicy                      |                     |                                   |
+| sessionAffinity, its timeout          | copied (ClusterIP)  | ClientIP stickiness must hold     |
+| ipFamilyPolicy; ipFamilies when       | copied (ClusterIP)  | the cluster IP's family must be   |
+|   SingleStack                         |                     |   one the endpoints have          |
 | external/internalTrafficPolicy,       | dropped             | about the remote's nodes          |
 |   externalIPs, loadBalancer*          |                     |                                   |
 | addresses, notReadyAddresses: ip      | copied, one per IP  | the remote pods, ready or not     |
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Json = dict[str, Any]
+DEFAULT_AFFINITY_TIMEOUT = 10800  # the API server's default for ClientIP affinity
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ class Service:
     headless: bool
     ports: tuple[ServicePort, ...]
     external_name: str | None = None
+    affinity_timeout: int | None = None  # seconds of ClientIP session affinity; None: none
+    ip_family_policy: str | None = None  # None: whatever the local cluster defaults to
+    ip_families: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,22 +147,30 @@ def service_from_api(obj: Json) -> Service:
         )
         for p in spec.get("ports") or ()
     )
+    affinity = None
+    if spec.get("sessionAffinity") == "ClientIP":
+        client_ip = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+        affinity = int(client_ip.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
     return Service(
         meta=meta_from_api(obj),
         type=spec.get("type") or "ClusterIP",
         headless=spec.get("clusterIP") == "None",
         ports=ports,
         external_name=spec.get("externalName"),
+        affinity_timeout=affinity,
+        ip_family_policy=spec.get("ipFamilyPolicy"),
+        ip_families=tuple(spec.get("ipFamilies") or ()),
     )
 
 
 def _address(a: Json) -> Address:
     target = a.get("targetRef") or {}
+    name = target.get("name") or None  # a reference without a name is not kept at all
     return Address(
         ip=a["ip"],
         hostname=a.get("hostname") or None,
-        target_kind=target.get("kind") or None,
-        target_name=target.get("name") or None,
+        target_kind=(target.get("kind") or None) if name else None,
+        target_name=name,
     )
 
 
@@ -171,13 +184,14 @@ def _endpoint_port(p: Json) -> EndpointPort:
 
 
 def subsets_from_api(subsets: list[Json] | None) -> tuple[Subset, ...]:
-    """The API server's own canonical form of subsets (`RepackSubsets`), for a mirror.
+    """The canonical form of subsets that Kubernetes defines (`RepackSubsets`), for a mirror.
 
-    The server stores every Endpoints write repacked: one address per IP and target uid,
-    not ready on any port wins over ready, and the ports that share exactly the same
-    addresses grouped in one subset. A mirror carries no uid, so here addresses are one
-    per IP, the first by sort order kept; the server then stores what ksm-sync writes
-    unchanged, and the remote and the mirror compare equal however either is split.
+    It is what the endpoints controller writes: one address per IP and target uid, not
+    ready on any port winning over ready, and the ports that share exactly the same
+    addresses grouped in one subset. A mirror carries no uid, so here addresses are one per
+    IP, the first by sort order kept. kube-apiserver 1.36 stores Endpoints as written, so
+    what ksm-sync writes in this form reads back unchanged, and a remote and its mirror
+    compare equal however either is split.
     """
     kept: dict[str, Address] = {}  # one address per IP
     readiness: dict[EndpointPort | None, dict[str, bool]] = {}  # None: a subset without ports
@@ -253,7 +267,20 @@ def service_spec_to_api(service: Service) -> Json:
         spec["externalName"] = service.external_name
     elif service.headless:
         spec["clusterIP"] = "None"
+    spec.update(affinity_to_api(service))
+    if service.ip_family_policy is not None:
+        spec["ipFamilyPolicy"] = service.ip_family_policy
+    if service.ip_families:
+        spec["ipFamilies"] = list(service.ip_families)
     return spec
+
+
+def affinity_to_api(service: Service) -> Json:
+    """spec.sessionAffinity and its config; null removes the config in a merge patch."""
+    if service.affinity_timeout is None:
+        return {"sessionAffinity": "None", "sessionAffinityConfig": None}
+    config = {"clientIP": {"timeoutSeconds": service.affinity_timeout}}
+    return {"sessionAffinity": "ClientIP", "sessionAffinityConfig": config}
 
 
 def service_to_api(service: Service) -> Json:
@@ -270,7 +297,9 @@ def _address_to_api(a: Address) -> Json:
     if a.hostname:
         out["hostname"] = a.hostname
     if a.target_name:
-        out["targetRef"] = {"kind": a.target_kind or "Pod", "name": a.target_name}
+        out["targetRef"] = {"name": a.target_name}
+        if a.target_kind:
+            out["targetRef"]["kind"] = a.target_kind
     return out
 
 

@@ -23,6 +23,10 @@ EXIT_CODES: dict[PassResult, int] = {"success": 0, "partial": 1, "error": 3}
 
 FIELDS = ("created", "updated", "recreated", "deleted", "unchanged", "conflicts", "skipped",
           "failed", "held")  # fmt: skip
+# Counts the summary line shows only when they happen: a race that the next pass settles,
+# changes a stopped pass (SIGTERM, --pass-timeout) did not attempt.
+OCCASIONAL = ("raced", "abandoned")
+TROUBLE = ("conflicts", "skipped", "failed", "abandoned")  # any of these: exit status 1
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Report:
     counts: dict[str, int] = field(default_factory=dict)
     duration: float = 0.0
     error: str | None = None  # the pass could not run
+    stopped: str | None = None  # a signal stopped the pass before its lists were complete
     guard: str | None = None  # the mass-deletion guard held deletes back
     dry_run: bool = False
     objects: dict[str, int] = field(default_factory=dict)  # observed: remote_services, ...
@@ -38,8 +43,8 @@ class Report:
     def result(self) -> PassResult:
         if self.error is not None:
             return "error"
-        trouble = sum(self.counts.get(k, 0) for k in ("conflicts", "skipped", "failed"))
-        return "partial" if trouble or self.guard else "success"
+        trouble = sum(self.counts.get(k, 0) for k in TROUBLE)
+        return "partial" if trouble or self.guard or self.stopped else "success"
 
     @property
     def exit_code(self) -> int:
@@ -52,14 +57,17 @@ class Report:
         Skips, conflicts and a tripped guard do not count against it: another pass
         cannot fix them, and each has an alert of its own.
         """
-        return self.error is None and not self.counts.get("failed", 0)
+        if self.error is not None or self.stopped is not None:
+            return False
+        return not self.counts.get("failed", 0) and not self.counts.get("abandoned", 0)
 
     def summary(self) -> str:
         if self.error is not None:
             return f"pass could not run after {self.duration:.2f}s: {self.error}"
+        if self.stopped is not None:
+            return f"pass stopped after {self.duration:.2f}s: {self.stopped}"
         counts = " ".join(f"{k}={self.counts.get(k, 0)}" for k in FIELDS)
-        raced = self.counts.get("raced", 0)
-        extra = f" raced={raced}" if raced else ""
+        extra = "".join(f" {k}={self.counts[k]}" for k in OCCASIONAL if self.counts.get(k))
         verb = "dry run planned" if self.dry_run else "pass done"
         return f"{verb}: {counts}{extra} duration={self.duration:.2f}s"
 
@@ -73,8 +81,9 @@ class Report:
         }
         if self.error is not None:
             return {**fields, "error": self.error}
-        counts = {k: self.counts.get(k, 0) for k in FIELDS}
-        counts["raced"] = self.counts.get("raced", 0)
+        if self.stopped is not None:
+            return {**fields, "stopped": self.stopped}
+        counts = {k: self.counts.get(k, 0) for k in (*FIELDS, *OCCASIONAL)}
         fields["counts"] = counts
         if self.objects:
             fields["objects"] = dict(self.objects)
@@ -85,10 +94,14 @@ class Report:
 
 def _mirror_result(outcomes: list[Outcome]) -> str:
     results = {o.result for o in outcomes}
-    if "failed" in results or "abandoned" in results:
+    if "failed" in results:
         return "failed"
+    if "abandoned" in results:
+        return "abandoned"
     if "conflict" in results:
         return "conflicts"
+    if "skipped" in results:
+        return "skipped"
     if results == {"raced"}:
         return "raced"
     done = [o.change for o in outcomes if o.result == "done"]

@@ -54,7 +54,13 @@ class Health:
         if report is None:
             return False, "no pass has finished yet"
         if not report.succeeded:
-            why = report.error or f"{report.counts.get('failed', 0)} mirrors failed"
+            failed, abandoned = report.counts.get("failed", 0), report.counts.get("abandoned", 0)
+            why = (
+                report.error
+                or report.stopped
+                or f"{failed} mirrors failed"
+                + (f", {abandoned} not attempted" if abandoned else "")
+            )
             return False, f"the last pass did not succeed: {why}"
         assert success is not None
         age = time.monotonic() - success

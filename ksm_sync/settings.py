@@ -22,6 +22,7 @@ class TokenSource:
     ca_url: str
     token_path: str | None = None
     token_value: str | None = field(default=None, repr=False)  # never printed
+    insecure_ca_over_http: bool = False  # the user accepted a CA fetched over plain http
 
 
 @dataclass(frozen=True)

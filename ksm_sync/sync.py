@@ -9,15 +9,23 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from loguru import logger
 
 from ksm_sync import credentials
-from ksm_sync.apply import NamespaceMissing, apply, log_outcome
+from ksm_sync.apply import NamespaceMissing, Outcome, apply, log_outcome
 from ksm_sync.errors import Unavailable, UsageError
-from ksm_sync.kube import ApiError, Kube, RequestObserver, RetryObserver, RetryPolicy
+from ksm_sync.kube import (
+    ApiError,
+    Kube,
+    NotSent,
+    RequestObserver,
+    RetryObserver,
+    RetryPolicy,
+)
 from ksm_sync.mirror import desired_mirrors
 from ksm_sync.model import Ref
 from ksm_sync.observe import observe
@@ -65,13 +73,21 @@ def run_pass(
     with logger.contextualize(pass_id=uuid.uuid4().hex[:8]):
         try:
             report = _steps(settings, settings.target, started, workdir, state, cancel, observers)
+        except NotSent as error:
+            if cancel is not None and cancel.is_set():
+                report = Report(stopped=f"{error.reason} before the lists were complete")
+            else:
+                report = Report(error=_why(error, settings.target))
         except (ApiError, Unavailable, UsageError, NamespaceMissing) as error:
             report = Report(error=_why(error, settings.target))
+        except Exception as error:  # a bug, or input nothing above foresaw: fail this pass only
+            logger.opt(exception=error).error("unexpected error; this pass fails, the next runs")
+            report = Report(error=f"unexpected {type(error).__name__}: {error}")
         report = replace(report, duration=time.monotonic() - started)
         log = logger.bind(**report.fields())
         if report.error is not None:
             log.error(report.summary())
-        elif report.exit_code == 0:
+        elif report.exit_code == 0 or report.stopped is not None:
             log.info(report.summary())
         else:
             log.warning(report.summary())
@@ -87,7 +103,8 @@ def _steps(
     cancel: threading.Event | None,
     observers: Observers,
 ) -> Report:
-    remote, local = _connect(settings, started + settings.pass_timeout, workdir, observers)
+    deadline = started + settings.pass_timeout
+    remote, local = _connect(settings, deadline, workdir, observers, cancel)
     seen = observe(
         remote,
         local,
@@ -120,22 +137,28 @@ def _steps(
             local,
             target,
             concurrency=settings.concurrency,
-            cancel=cancel,
             on_outcome=progress.record,
         )
     finally:
         progress.close()
+    _log_abandoned(outcomes)
     return Report(counts=tally(the_plan, outcomes), guard=the_plan.guard, objects=seen.counts())
 
 
 def _connect(
-    settings: Settings, deadline: float, workdir: Path, observers: Observers
+    settings: Settings,
+    deadline: float,
+    workdir: Path,
+    observers: Observers,
+    cancel: threading.Event | None,
 ) -> tuple[Kube, Kube]:
     """Clients of both sides, built afresh each pass: credentials rotate."""
     retry = RetryPolicy(read_timeout=settings.request_timeout)
 
     def client_of(side: str, source: KubeconfigSource | TokenSource) -> Kube:
-        client = credentials.client(source, pool_size=settings.concurrency, workdir=workdir)
+        client = credentials.client(
+            source, side=side, pool_size=settings.concurrency, workdir=workdir
+        )
         return Kube(
             client,
             side,
@@ -143,6 +166,7 @@ def _connect(
             retry=retry,
             observer=observers.request,
             on_retry=observers.retry,
+            stop=cancel,
         )
 
     return client_of("remote", settings.remote), client_of("local", settings.local)
@@ -162,12 +186,23 @@ def _log_plan(the_plan: Plan) -> None:
         logger.bind(held=len(the_plan.held)).error("deletion guard: {}", the_plan.guard)
 
 
+def _log_abandoned(outcomes: list[Outcome]) -> None:
+    """One line per reason changes were not attempted, rather than one per change."""
+    reasons = Counter(o.detail for o in outcomes if o.result == "abandoned")
+    for reason, count in reasons.items():
+        logger.bind(abandoned=count).warning(
+            "{} changes not attempted ({}); the next pass makes them", count, reason
+        )
+
+
 def _why(error: Exception, target: Target) -> str:
     if isinstance(error, NamespaceMissing):
         return (
             f"mirror namespace {target.namespace!r} does not exist on the local cluster "
             "(create it, or set --mirror-ns)"
         )
+    if isinstance(error, NotSent):
+        return str(error)  # not a reachability or RBAC problem: no hint
     if isinstance(error, ApiError):
         if error.status in (401, 403):
             return f"{error} (check the {error.side} credentials and their RBAC)"

@@ -71,7 +71,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def token_args(world: World, token_file: Path, ca_url: str, prefix: str | None = None) -> list[str]:
-    return [
+    """Token-mode arguments; a CA served over plain http (the test's server) needs the opt-in."""
+    opt_in = ["--insecure-ca-over-http"] if ca_url.startswith("http://") else []
+    return [*opt_in,
         "--remote-api-url", world.remote.plane.url,
         "--remote-sa-token-path", str(token_file),
         "--remote-ca-url", ca_url,

@@ -15,26 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import mirrors
-from tests.support.faultproxy import FaultProxy, Request
+from tests.support.faultproxy import FaultProxy, Request, through
 from tests.support.loop import LoopRun
 from tests.support.world import World
 
 SUBSETS = [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"name": "http", "port": 80}]}]
-
-
-def through(world: World, tmp_path: Path, *, remote: FaultProxy | None = None,
-            local: FaultProxy | None = None) -> list[str]:  # fmt: skip
-    """The world's CLI arguments, with either side's kubeconfig swapped for a proxy's."""
-    args = world.args()
-    if remote is not None:
-        args[args.index("--target-kube-config") + 1] = remote.write_kubeconfig(
-            tmp_path / "remote-proxy.kubeconfig"
-        )
-    if local is not None:
-        args[args.index("--kube-config") + 1] = local.write_kubeconfig(
-            tmp_path / "local-proxy.kubeconfig"
-        )
-    return args
 
 
 def pass_seconds(stderr: str) -> float:

@@ -134,7 +134,7 @@ def test_json_logs_hold_every_change_of_a_pass_and_no_token(world: World, tmp_pa
     assert summary["pass_result"] == "partial" and summary["exit_code"] == 1
     assert summary["counts"] == {"created": 1, "updated": 1, "recreated": 1, "deleted": 1,
                                  "unchanged": 1, "conflicts": 1, "skipped": 1, "failed": 0,
-                                 "held": 0, "raced": 0}  # fmt: skip
+                                 "held": 0, "raced": 0, "abandoned": 0}  # fmt: skip
     assert summary["objects"]["remote_services"] == 6
     assert summary["objects"]["local_services"] == 4
 

@@ -34,8 +34,11 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from tests.support.controlplane import ControlPlane
+from tests.support.world import World
 
 FAULTS = ("429", "500", "503", "504", "reset", "stall", "truncate", "expire")
+# Faults only a plan asks for: 200 with a JSON body that is not an object (a misrouted URL).
+PLANNED_FAULTS = ("not-object",)
 STATUS_FAULTS = {"429": "TooManyRequests", "500": "InternalError", "503": "ServiceUnavailable",
                  "504": "Timeout"}  # fmt: skip
 # Headers the proxy sets itself; Authorization is the proxy's token, never forwarded.
@@ -313,6 +316,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._status(410, "Expired", "fault proxy: the provided continue parameter is too old")
             proxy._record(request, fault, 410)
             return
+        if fault == "not-object":
+            self._send(200, "OK", [("Content-Type", "application/json")], b"[]")
+            proxy._record(request, fault, 200)
+            return
         if fault == "stall":
             proxy._record(request, fault, 0)
             proxy._stopping.wait(proxy.stall_seconds)
@@ -419,3 +426,18 @@ def _close(sock: Any, *, reset: bool = False) -> None:
         if reset:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
+
+
+def through(world: World, tmp_path: Path, *, remote: FaultProxy | None = None,
+            local: FaultProxy | None = None) -> list[str]:  # fmt: skip
+    """The world's CLI arguments, with either side's kubeconfig swapped for a proxy's."""
+    args = world.args()
+    if remote is not None:
+        args[args.index("--target-kube-config") + 1] = remote.write_kubeconfig(
+            tmp_path / "remote-proxy.kubeconfig"
+        )
+    if local is not None:
+        args[args.index("--kube-config") + 1] = local.write_kubeconfig(
+            tmp_path / "local-proxy.kubeconfig"
+        )
+    return args

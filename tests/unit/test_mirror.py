@@ -70,3 +70,15 @@ def test_external_name_is_mirrored_as_external_name() -> None:
     desired, _ = mirrors(remote_service("ext", type="ExternalName", externalName="db.example.com"))
     service = desired["east-ext-6d6972726f720a-shop"].service
     assert service.type == "ExternalName" and service.external_name == "db.example.com"
+
+
+def test_two_remotes_with_one_mirror_name_are_both_skipped() -> None:
+    """`c` in `x-6d6972726f720a-y` and `c-6d6972726f720a-x` in `y` both map to one name."""
+    desired, skips = mirrors(
+        remote_service("c", "x-6d6972726f720a-y"),
+        remote_service("c-6d6972726f720a-x", "y"),
+        remote_service("web"),
+    )
+    assert list(desired) == ["east-web-6d6972726f720a-shop"]
+    assert sorted(str(s.remote) for s in skips) == ["x-6d6972726f720a-y/c", "y/c-6d6972726f720a-x"]
+    assert all("is also the mirror name of" in s.reason for s in skips)

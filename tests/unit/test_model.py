@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from ksm_sync.mirror import mirror_service
 from ksm_sync.model import (
+    Service,
     endpoints_from_api,
     endpoints_to_api,
     service_from_api,
     service_to_api,
     subsets_from_api,
+    subsets_to_api,
 )
 from ksm_sync.plan import service_change
 
@@ -27,7 +30,7 @@ def test_server_defaults_do_not_change_a_service_value() -> None:
             "internalTrafficPolicy": "Cluster",
         },
     }
-    assert service_from_api(sent) == service_from_api(stored)
+    assert service_change(service_from_api(sent), service_from_api(stored)) is None
 
 
 def test_ports_keep_the_remote_order_and_an_order_change_is_no_change() -> None:
@@ -98,11 +101,11 @@ def test_the_same_ip_with_and_without_a_hostname_sorts_without_error() -> None:
     ]  # fmt: skip
     once = subsets_from_api(subsets)
     assert once == subsets_from_api(list(reversed(subsets)))
-    # One address per IP, as the API server stores a mirror (it has no target uids).
+    # One address per IP: RepackSubsets keys by IP and target uid, and a mirror has no uids.
     assert [a.hostname for a in once[0].addresses] == [None]
 
 
-def test_not_ready_on_any_port_wins_over_ready_as_the_api_server_repacks() -> None:
+def test_not_ready_on_any_port_wins_over_ready_as_kubernetes_repacks() -> None:
     subsets = subsets_from_api([
         {"addresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]},
         {"notReadyAddresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]},
@@ -120,4 +123,48 @@ def test_ports_with_the_same_addresses_share_one_subset() -> None:
     ])  # fmt: skip
     assert [([p.port for p in s.ports], [a.ip for a in s.addresses]) for s in subsets] == [
         ([80, 443], ["10.0.0.1", "10.0.0.2"])
+    ]
+
+
+def test_a_mirror_of_a_stored_remote_sends_what_the_server_keeps() -> None:
+    """Families and affinity are mirrored; what the local server stores of them is no change."""
+    remote = {
+        "metadata": {"name": "a", "namespace": "n"},
+        "spec": {"ports": [{"port": 80}], "clusterIP": "10.0.0.9", "ipFamilyPolicy": "SingleStack",
+                 "ipFamilies": ["IPv6"], "sessionAffinity": "ClientIP"},
+    }  # fmt: skip
+    mirror = mirror_service(service_from_api(remote), service_from_api(remote).meta)
+    spec = service_to_api(mirror)["spec"]
+    assert spec["ipFamilyPolicy"] == "SingleStack" and spec["ipFamilies"] == ["IPv6"]
+    assert spec["sessionAffinity"] == "ClientIP"
+    assert spec["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}
+    stored = {**remote, "spec": {**spec, "clusterIP": "fd00::9", "clusterIPs": ["fd00::9"],
+                                 "internalTrafficPolicy": "Cluster"}}  # fmt: skip
+    assert service_change(mirror, service_from_api(stored)) is None
+
+
+def _service(policy: str, families: list[str]) -> Service:
+    spec = {"ports": [{"port": 80}], "ipFamilyPolicy": policy, "ipFamilies": families}
+    return service_from_api({"metadata": {"name": "a", "namespace": "n"}, "spec": spec})
+
+
+def test_dual_stack_remotes_keep_their_policy_in_the_local_clusters_order() -> None:
+    remote = _service("PreferDualStack", ["IPv6", "IPv4"])
+    mirror = mirror_service(remote, remote.meta)
+    assert (mirror.ip_family_policy, mirror.ip_families) == ("PreferDualStack", ())
+    single_stack_local = _service("PreferDualStack", ["IPv4"])
+    assert service_change(mirror, single_stack_local) is None
+    change = service_change(mirror, _service("SingleStack", ["IPv4"]))
+    assert change is not None and change[0] == "recreate"
+
+
+def test_a_target_reference_is_kept_as_given() -> None:
+    """A name without a kind stays so (the server stores it so); a kind without a name goes."""
+    subsets = [{"addresses": [{"ip": "10.0.0.1", "targetRef": {"name": "p"}},
+                              {"ip": "10.0.0.2", "targetRef": {"kind": "Pod"}}],
+                "ports": [{"port": 80}]}]  # fmt: skip
+    back = subsets_to_api(subsets_from_api(subsets))
+    assert back[0]["addresses"] == [
+        {"ip": "10.0.0.1", "targetRef": {"name": "p"}},
+        {"ip": "10.0.0.2"},
     ]
