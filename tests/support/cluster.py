@@ -128,7 +128,11 @@ class Cluster:
         for line in self.plane.audit_log.read_text().splitlines():
             event = json.loads(line)
             ref = event.get("objectRef") or {}
-            if ref.get("namespace") == namespace and event.get("verb") in WRITE_VERBS:
+            if (
+                ref.get("namespace") == namespace
+                and ref.get("resource") in ("services", "endpoints")
+                and event.get("verb") in WRITE_VERBS
+            ):
                 events.append(event)
         return events
 
