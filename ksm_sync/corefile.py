@@ -59,8 +59,8 @@ def server_block(
     back = f"{{1}}{{2}}.{{3}}.svc.{remote_domain}."
     lines = [f"{remote_domain} {{", *([f"    bind {bind}"] if bind else []), "    errors"]
     lines += [
-        f"    # <svc>.<ns>.svc.{remote_domain}: the mirror of <ns>/<svc>, with",
-        "    # <hostname>. before it: one pod of it; with _<port>._<proto>. before it: SRV",
+        f"    # <svc>.<ns>.svc.{remote_domain} asks for the mirror of <ns>/<svc>; with <hostname>.",
+        "    # in front, for that pod of it; with _<port>._<proto>. in front, for its SRV records",
         "    rewrite stop {",
         f"        name regex {asked} {{1}}{prefix}-{{2}}-{SEPARATOR}-{{3}}.{local}",
         f"        answer name {mirror} {back}",
@@ -76,7 +76,6 @@ def server_block(
         f"    template ANY ANY {remote_domain} {{",
         "        rcode NXDOMAIN",
         "    }",
-        "    cache 30",
         "}",
     ]
     return "\n".join(lines) + "\n"
