@@ -67,7 +67,7 @@ AUDIT_POLICY = {
     "omitStages": ["RequestReceived"],
     "rules": [{"level": "Metadata", "resources": AUDITED}, {"level": "None"}],
 }
-# Client certificates: (subject, file stem). The controller manager acts with its own
+# Client certificates by file stem: their subjects. The controller manager acts with its own
 # credentials for every controller, so it needs more than its bootstrap role grants.
 CLIENTS = {
     "admin": "/O=system:masters/CN=ksm-sync-admin",
@@ -75,6 +75,8 @@ CLIENTS = {
     "scheduler": "/CN=system:kube-scheduler",
     "kwok": "/O=system:masters/CN=kwok",
 }
+# Who writes as the plane itself, not as a client of it.
+PLANE_USERS = frozenset({"system:kube-controller-manager", "system:kube-scheduler", "kwok"})
 # klog's error and fatal lines, etcd's JSON levels, Go panics, cobra's "Error: ...".
 _ERROR_LINE = re.compile(r"^[EF]\d{4} |\b(error|fatal|panic)\b", re.IGNORECASE)
 
