@@ -13,6 +13,7 @@ from pathlib import Path
 from tests.support import workloads
 from tests.support.cli import REPO
 from tests.support.cluster import Cluster, HttpError, endpoints, service
+from tests.support.resolver import Resolver, addresses
 from tests.support.workloads import wait_for
 
 CLUSTERS = [str(REPO / "scripts" / "clusters")]
@@ -135,7 +136,8 @@ def test_clusters_script_starts_several_at_once_and_a_failed_start_leaves_nothin
 ) -> None:
     """Three `scripts/clusters up` at once, one of which cannot start: its API servers exit,
     and its etcd ignores SIGTERM, as a server starting up may. It retries, says why it fails,
-    and stops what it started; the two others come up, and `down` stops them."""
+    and stops what it started; the two others come up, one gets a CoreDNS, and `down` stops
+    them all."""
     roots = {name: tmp_path / name for name in ("one", "two", "bad")}
     stubs = _failing_binaries(tmp_path / "stubs")
     args = {"one": [], "two": ["--remotes", "2", "--no-endpointslice-mirroring"], "bad": []}
@@ -166,6 +168,12 @@ def test_clusters_script_starts_several_at_once_and_a_failed_start_leaves_nothin
                                timeout=300)  # fmt: skip
         assert again.returncode == 0 and "ready in" in again.stdout  # idempotent: reuses them
         assert _pids(roots["one"]) == pids
+        dns = subprocess.run([*CLUSTERS, "dns", roots["one"], "--svc-prefix", "p", "--mirror-ns",
+                              "m"], capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert dns.returncode == 0, dns.stderr
+        host, port = dns.stdout.splitlines()[-1].rsplit(":", 1)
+        answer = Resolver(host, int(port), "cluster.p").ask("kubernetes.default.svc.cluster.local")
+        assert addresses(answer), answer
 
         for root in roots.values():
             down = subprocess.run([*CLUSTERS, "down", root], capture_output=True, text=True,
