@@ -369,12 +369,13 @@ class _Launch:
             "--leader-elect=false",
             "--secure-port=0",
         ])  # fmt: skip
+        # kwok also reads ~/.kwok/kwok.yaml: not the user's.
         self._spawn("kwok", [
             f"--kubeconfig={d / 'kwok.kubeconfig'}",
             f"--config={KWOK_STAGES}",
             "--manage-all-nodes=true",
             "--node-lease-duration-seconds=0",  # no node lifecycle controller reads leases
-        ], env={**os.environ, "HOME": str(d)})  # kwok also reads ~/.kwok/kwok.yaml  # fmt: skip
+        ], env={**os.environ, "HOME": str(d)})  # fmt: skip
         cidrs = ipaddress.ip_network(pod_range(self.name)).subnets(new_prefix=24)
         for i, cidr in enumerate(itertools.islice(cidrs, NODES)):
             node = f"node-{i}"
@@ -539,14 +540,17 @@ def _start_time(pid: int) -> str:
 
 
 def _ours(pid_file: Path) -> int | None:
-    """The pid in pid_file if that very process (same start time) still runs."""
+    """The pid in pid_file if that very process still runs: the same start time or, for the pid
+    file of an `up` older than start times in pid files, its plane's directory in its arguments."""
     try:
-        pid_text, started = pid_file.read_text().split()
+        pid_text, *started = pid_file.read_text().split()
         pid = int(pid_text)
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    if state == "Z" or _start_time(pid) != started:
+    legacy = str(pid_file.parent).encode() in cmdline
+    if state == "Z" or not (_start_time(pid) == started[0] if started else legacy):
         _reap(pid)
         return None
     return pid
