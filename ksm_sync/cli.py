@@ -21,6 +21,7 @@ import typer
 from loguru import logger
 
 from ksm_sync import __version__, credentials, logs
+from ksm_sync.corefile import server_block
 from ksm_sync.duration import format_duration, parse_duration
 from ksm_sync.errors import Unavailable, UsageError
 from ksm_sync.go_flags import go_style
@@ -339,6 +340,27 @@ app.command("once", help="Run one pass and exit (the CronJob).")(
 app.command("loop", help="Run a pass every --resync-period until SIGTERM.")(
     _command("loop", "Run a pass every --resync-period.")
 )
+
+
+@app.command("corefile")
+def _corefile(
+    svc_prefix: Annotated[str, typer.Option(
+        envvar="KSM_SVC_PREFIX", show_default=False, help="(required) Prefix of mirror names.")],
+    mirror_ns: Annotated[str, typer.Option(
+        envvar="KSM_MIRROR_NS", show_default=False, help="(required) Namespace of the mirrors.")],
+    remote_domain: Annotated[str | None, typer.Option(
+        envvar="KSM_REMOTE_DOMAIN", show_default=False,
+        help="Domain under which users reach the remote. Default: cluster.<svc-prefix>.")] = None,
+    cluster_domain: Annotated[str, typer.Option(
+        envvar="KSM_CLUSTER_DOMAIN", help="Domain of the local cluster.")] = "cluster.local",
+) -> None:  # fmt: skip
+    """Print the CoreDNS server block that answers the remote's names from the mirrors."""
+    try:
+        block = server_block(svc_prefix, mirror_ns, remote_domain, cluster_domain)
+    except ValueError as error:
+        typer.echo(f"ksm-sync corefile: {error}", err=True)
+        raise typer.Exit(UsageError.exit_code) from None
+    typer.echo(block, nl=False)
 
 
 def _version(value: bool) -> None:

@@ -549,6 +549,7 @@ def test_the_demo_runs_end_to_end_and_leaves_nothing_behind() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "audit log: 0" in done.stdout  # the second pass wrote nothing
-    assert "DNS names they answer to" in done.stdout
+    assert "web.shop.svc.cluster.remote. 5 IN A 10.112." in done.stdout  # CoreDNS answered
+    assert "postgres-1.postgres.data.svc.cluster.remote. 5 IN A 10.244." in done.stdout
     [root] = re.findall(r"stopped; (\S+) removed", done.stdout)
     assert not Path(root).exists()

@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support.controlplane import ControlPlane
+from tests.support.controlplane import PLANE_USERS, ControlPlane
 
 Json = dict[str, Any]
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
@@ -123,12 +123,19 @@ class Cluster:
         self.request("DELETE", _path(kind, namespace, name))
 
     def writes(self, namespace: str) -> list[Json]:
-        """Write requests on Services and Endpoints in namespace, from the audit log."""
+        """Write requests on Services and Endpoints in namespace, from the audit log, but for
+        those of the plane's own controllers (which, for one, delete a deleted Service's
+        Endpoints too)."""
         events = []
         for line in self.plane.audit_log.read_text().splitlines():
             event = json.loads(line)
             ref = event.get("objectRef") or {}
-            if ref.get("namespace") == namespace and event.get("verb") in WRITE_VERBS:
+            if (
+                ref.get("namespace") == namespace
+                and ref.get("resource") in ("services", "endpoints")
+                and event.get("verb") in WRITE_VERBS
+                and event.get("user", {}).get("username") not in PLANE_USERS
+            ):
                 events.append(event)
         return events
 
