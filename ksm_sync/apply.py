@@ -30,9 +30,12 @@ from ksm_sync.model import (
     service_from_api,
     service_spec_to_api,
     service_to_api,
+    slice_body_to_api,
+    slice_from_api,
+    slice_to_api,
     subsets_to_api,
 )
-from ksm_sync.plan import PAST, Change, endpoints_change, service_change
+from ksm_sync.plan import PAST, Change, Kind, Object, change_of
 from ksm_sync.settings import Target
 
 Result = Literal["done", "conflict", "skipped", "failed", "raced", "abandoned"]
@@ -54,9 +57,9 @@ class _Writer:
     def __init__(self, kube: Kube, target: Target) -> None:
         self.kube, self.target = kube, target
 
-    def _path(self, kind: str, name: str = "") -> str:
-        collection = "services" if kind == "Service" else "endpoints"
-        path = f"/api/v1/namespaces/{self.target.namespace}/{collection}"
+    def _path(self, kind: Kind, name: str = "") -> str:
+        api, collection = _COLLECTIONS[kind]
+        path = f"{api}/namespaces/{self.target.namespace}/{collection}"
         return f"{path}/{name}" if name else path
 
     def apply(self, change: Change) -> Outcome:
@@ -70,10 +73,8 @@ class _Writer:
         return self._create(change) if deleted.result == "done" else deleted
 
     def _create(self, change: Change) -> Outcome:
-        desired = change.desired
-        body = (
-            service_to_api(desired) if isinstance(desired, Service) else endpoints_to_api(desired)
-        )
+        assert change.desired is not None
+        body = _to_api(change.desired)
         try:
             self.kube.request("POST", self._path(change.kind), body=body)
             return Outcome(change, "done")
@@ -95,18 +96,18 @@ class _Writer:
         return Outcome(
             change,
             "conflict",
-            f"a {change.kind} named {change.name} already exists without the labels of "
+            f"a {change.kind} named {change.object_name} already exists without the labels of "
             f"prefix {self.target.prefix!r}; left untouched",
         )
 
-    def _get(self, change: Change) -> Service | Endpoints | None:
+    def _get(self, change: Change) -> Object | None:
         try:
-            obj = self.kube.request("GET", self._path(change.kind, change.name))
+            obj = self.kube.request("GET", self._path(change.kind, change.object_name))
         except ApiError as error:
             if error.status == 404:
                 return None
             raise
-        return service_from_api(obj) if change.kind == "Service" else endpoints_from_api(obj)
+        return _FROM_API[change.kind](obj)
 
     def _update(self, change: Change) -> Outcome:
         current = change.current
@@ -115,7 +116,7 @@ class _Writer:
             try:
                 self.kube.request(
                     "PATCH",
-                    self._path(change.kind, change.name),
+                    self._path(change.kind, change.object_name),
                     body=_patch(change.desired, current.meta.resource_version),
                     content_type="application/merge-patch+json",
                 )
@@ -130,11 +131,7 @@ class _Writer:
                 return Outcome(change, "raced", "deleted since observed; next pass")
             if ownership.holder(fresh.meta, self.target.prefix) == "theirs":
                 return Outcome(change, "conflict", "no longer ours since observed; left untouched")
-            differs = (
-                service_change(change.desired, fresh)
-                if isinstance(change.desired, Service) and isinstance(fresh, Service)
-                else endpoints_change(change.desired, fresh)  # type: ignore[arg-type]
-            )
+            differs = change_of(change.desired, fresh)
             if differs is None:
                 return Outcome(change, "raced", "already up to date")
             if differs[0] == "recreate":
@@ -153,7 +150,7 @@ class _Writer:
         preconditions = {"uid": current.meta.uid, "resourceVersion": current.meta.resource_version}
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": preconditions}
         try:
-            self.kube.request("DELETE", self._path(change.kind, change.name), body=body)
+            self.kube.request("DELETE", self._path(change.kind, change.object_name), body=body)
         except ApiError as error:
             if error.status == 404:
                 return Outcome(change, "done", "already gone")
@@ -169,7 +166,27 @@ class _Writer:
         return Outcome(change, "raced", "changed since observed; next pass")
 
 
-def _patch(desired: Service | Endpoints, resource_version: str) -> Json:
+_COLLECTIONS: dict[Kind, tuple[str, str]] = {
+    "Service": ("/api/v1", "services"),
+    "Endpoints": ("/api/v1", "endpoints"),
+    "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices"),
+}
+_FROM_API: dict[Kind, Callable[[Json], Object]] = {
+    "Service": service_from_api,
+    "Endpoints": endpoints_from_api,
+    "EndpointSlice": slice_from_api,
+}
+
+
+def _to_api(obj: Object) -> Json:
+    if isinstance(obj, Service):
+        return service_to_api(obj)
+    if isinstance(obj, Endpoints):
+        return endpoints_to_api(obj)
+    return slice_to_api(obj)
+
+
+def _patch(desired: Object, resource_version: str) -> Json:
     meta = desired.meta
     patch: Json = {
         "metadata": {
@@ -185,8 +202,10 @@ def _patch(desired: Service | Endpoints, resource_version: str) -> Json:
             patch["spec"]["externalName"] = spec["externalName"]
         else:
             patch["spec"].update(affinity_to_api(desired))
-    else:
+    elif isinstance(desired, Endpoints):
         patch["subsets"] = subsets_to_api(desired.subsets)
+    else:
+        patch.update(slice_body_to_api(desired))
     return patch
 
 
@@ -198,7 +217,12 @@ def apply(
     concurrency: int,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Applies changes mirror by mirror (Service before Endpoints), mirrors concurrently.
+    """Applies changes mirror by mirror, mirrors concurrently.
+
+    Within a mirror: its Service first, then the writes of its endpoints, then their
+    deletes, each only if all before it were written. So the Endpoints replaced by slices
+    (or a slice replaced by others) go only once what replaces them is there, and the name
+    never answers nothing meanwhile.
 
     Raises NamespaceMissing when the mirror namespace is absent; other failures are
     outcomes of their own object and never stop the rest. Changes `kube` will not send (past
@@ -206,12 +230,13 @@ def apply(
     """
     writer = _Writer(kube, target)
     missing = threading.Event()
-    ordered = sorted(changes, key=lambda c: (c.name, c.kind != "Service"))
+    ordered = sorted(changes, key=lambda c: (c.name, _order(c)))
     groups = [list(g) for _, g in groupby(ordered, key=lambda c: c.name)]
 
     def run(group: list[Change]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         blocked: Result | None = None  # its Service mirror was not written: why
+        unwritten: Result | None = None  # one of its endpoint writes was not made: why
         for change in group:
             if missing.is_set():
                 outcomes.append(Outcome(change, "abandoned", "mirror namespace missing"))
@@ -219,6 +244,10 @@ def apply(
             if blocked:
                 why = f"not attempted: its Service mirror was not written ({blocked})"
                 outcomes.append(Outcome(change, blocked, why))
+                continue
+            if unwritten and change.action == "delete":
+                why = f"not attempted: what replaces it was not written ({unwritten})"
+                outcomes.append(Outcome(change, unwritten, why))
                 continue
             try:
                 outcome = writer.apply(change)
@@ -232,8 +261,11 @@ def apply(
             outcomes.append(outcome)
             if on_outcome:
                 on_outcome(outcome)
-            if change.kind == "Service" and outcome.result in ("conflict", "skipped", "failed"):
-                blocked = outcome.result
+            if outcome.result in ("conflict", "skipped", "failed", "abandoned"):
+                if change.kind == "Service":
+                    blocked = outcome.result
+                else:
+                    unwritten = outcome.result
         return outcomes
 
     with ThreadPoolExecutor(max_workers=max(concurrency, 1), thread_name_prefix="apply") as pool:
@@ -245,19 +277,26 @@ def apply(
     return results
 
 
+def _order(change: Change) -> int:
+    if change.kind == "Service":
+        return 0
+    return 2 if change.action == "delete" else 1
+
+
 def log_outcome(outcome: Outcome) -> None:
     c = outcome.change
-    fields = {"object": f"{c.kind}/{c.name}", "change": c.action, "result": outcome.result}
+    name = c.object_name
+    fields = {"object": f"{c.kind}/{name}", "change": c.action, "result": outcome.result}
     if c.remote:
         fields["remote"] = str(c.remote)
     log = logger.bind(**fields, reason=outcome.detail or c.reason)
     if outcome.result == "done":
-        log.info("{} {} {} ({})", PAST[c.action], c.kind, c.name, c.reason)
+        log.info("{} {} {} ({})", PAST[c.action], c.kind, name, c.reason)
     elif outcome.result == "raced":
-        log.info("{} {} {}: {}", c.action, c.kind, c.name, outcome.detail)
+        log.info("{} {} {}: {}", c.action, c.kind, name, outcome.detail)
     elif outcome.result == "conflict":
-        log.warning("conflict on {} {}: {}", c.kind, c.name, outcome.detail)
+        log.warning("conflict on {} {}: {}", c.kind, name, outcome.detail)
     elif outcome.result == "skipped":
-        log.warning("skipped {} {}: {}", c.kind, c.name, outcome.detail)
+        log.warning("skipped {} {}: {}", c.kind, name, outcome.detail)
     elif outcome.result == "failed":
-        log.error("failed to {} {} {}: {}", c.action, c.kind, c.name, outcome.detail)
+        log.error("failed to {} {} {}: {}", c.action, c.kind, name, outcome.detail)

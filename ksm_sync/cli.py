@@ -56,6 +56,11 @@ class PolicyName(StrEnum):
     upsert_only = "upsert-only"
 
 
+class EndpointsApiName(StrEnum):
+    endpointslices = "endpointslices"
+    endpoints = "endpoints"
+
+
 def _options(
     label_selector: Annotated[str, typer.Option(
         envvar="KSM_LABEL_SELECTOR", rich_help_panel=MIRRORING, show_default=False,
@@ -103,6 +108,12 @@ def _options(
     policy: Annotated[PolicyName, typer.Option(
         envvar="KSM_POLICY", rich_help_panel=MIRRORING,
         help="sync: create, update and delete; upsert-only: never delete.")] = PolicyName.sync,
+    endpoints_api: Annotated[EndpointsApiName, typer.Option(
+        envvar="KSM_ENDPOINTS_API", rich_help_panel=MIRRORING,
+        help="endpointslices: read the remote's EndpointSlices, write the mirrors' own (what "
+        "CoreDNS and kube-proxy read). endpoints: Endpoints in, Endpoints out, as "
+        "kube-service-mirror did. Switching replaces the other kind without a gap.")
+    ] = EndpointsApiName.endpointslices,
     max_delete_ratio: Annotated[float, typer.Option(
         envvar="KSM_MAX_DELETE_RATIO", rich_help_panel=MIRRORING, min=0.0, max=1.0,
         help="Deletion guard: a pass that would delete more than this share of the mirrors "
@@ -205,6 +216,7 @@ def build_settings(options: dict[str, Any]) -> Settings:
         remote=remote,
         svc_sync=options["svc_sync"],
         policy=options["policy"].value,
+        endpoints_api=options["endpoints_api"].value,
         max_delete_ratio=options["max_delete_ratio"],
         dry_run=options["dry_run"],
         concurrency=options["concurrency"],
@@ -223,6 +235,7 @@ def _parse(option: str, value: str) -> float:
 
 def _run(mode: str, options: dict[str, Any]) -> None:
     logs.configure(options["log_level"].value, options["log_format"].value)
+    stop = _stop_on_signals()  # from the start: a signal during start-up stops cleanly too
     try:
         settings = build_settings(dict(options))
     except (UsageError, Unavailable) as error:
@@ -255,7 +268,6 @@ def _run(mode: str, options: dict[str, Any]) -> None:
             raise typer.Exit(error.exit_code) from None
         except Unavailable as error:  # mirroring matters more than its metrics: carry on
             logger.warning("{}; mirroring without them", error)
-    stop = _stop_on_signals()
     # Every pass writes its credentials (the remote CA, the kubeconfigs' keys) in here, and
     # the directory goes with whatever ends the run, SIGTERM included.
     with tempfile.TemporaryDirectory(prefix="ksm-sync-") as workdir:

@@ -1,4 +1,8 @@
-"""What should exist locally: one mirror Service (and its Endpoints) per remote Service."""
+"""What should exist locally: one mirror Service per remote Service, with its endpoints.
+
+The endpoints are an Endpoints object copied from the remote's, or (the default) one
+EndpointSlice per remote slice, whichever API the target mirrors.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ksm_sync import ownership
-from ksm_sync.model import Endpoints, Meta, Ref, Service
-from ksm_sync.naming import mirror_name, name_problem
+from ksm_sync.model import Endpoints, EndpointSlice, Meta, Ref, Service
+from ksm_sync.naming import mirror_name, name_problem, slice_name
 from ksm_sync.settings import Target
 
 
@@ -15,11 +19,17 @@ from ksm_sync.settings import Target
 class Mirror:
     remote: Ref
     service: Service
-    endpoints: Endpoints | None  # None: the remote Service has no Endpoints object
+    endpoints: Endpoints | None  # None: none mirrored (no remote Endpoints, or slices mirrored)
+    slices: tuple[EndpointSlice, ...] = ()
 
     @property
     def name(self) -> str:
         return self.service.meta.ref.name
+
+    @property
+    def answers(self) -> bool:
+        """Whether the mirror has endpoint objects at all (a Service alone answers nothing)."""
+        return self.endpoints is not None or bool(self.slices)
 
 
 @dataclass(frozen=True)
@@ -54,10 +64,22 @@ def mirror_service(remote: Service, meta: Meta) -> Service:
     )
 
 
+def mirror_slice(remote: EndpointSlice, mirror: str, target: Target, ref: Ref) -> EndpointSlice:
+    """A remote slice, as the mirror's: its address type, ports and endpoints.
+
+    nodeName, zone and hints are dropped: they name the remote's nodes and zones, and a
+    local zone of the same name would steer topology-aware routing to remote pods.
+    """
+    name = slice_name(mirror, remote.meta.ref.name)
+    meta = ownership.slice_meta(name, target.namespace, target.prefix, ref, mirror)
+    return EndpointSlice(meta, mirror, remote.address_type, remote.ports, remote.endpoints)
+
+
 def desired_mirrors(
     services: Iterable[Service],
     endpoints: Iterable[Endpoints],
     target: Target,
+    slices: Iterable[EndpointSlice] = (),
 ) -> tuple[dict[str, Mirror], list[Skip]]:
     """Mirrors by local name, and the remote Services that cannot be mirrored.
 
@@ -67,6 +89,10 @@ def desired_mirrors(
     would silently stand the other's name for it.
     """
     by_ref = {e.meta.ref: e for e in endpoints}
+    slices_by_ref: dict[Ref, list[EndpointSlice]] = {}
+    for remote_slice in slices:
+        service_ref = Ref(remote_slice.meta.ref.namespace, remote_slice.service)
+        slices_by_ref.setdefault(service_ref, []).append(remote_slice)
     services = list(services)
     claims: dict[str, list[Ref]] = {}
     for remote in services:
@@ -94,7 +120,12 @@ def desired_mirrors(
         meta = ownership.mirror_meta(name, target.namespace, target.prefix, ref)
         remote_endpoints = by_ref.get(ref)
         mirror_endpoints = None
-        if remote_endpoints is not None and remote.type != "ExternalName":
-            mirror_endpoints = Endpoints(meta=meta, subsets=remote_endpoints.subsets)
-        mirrors[name] = Mirror(ref, mirror_service(remote, meta), mirror_endpoints)
+        mirror_slices: tuple[EndpointSlice, ...] = ()
+        if remote.type != "ExternalName":
+            if remote_endpoints is not None:
+                mirror_endpoints = Endpoints(meta=meta, subsets=remote_endpoints.subsets)
+            mirror_slices = tuple(
+                mirror_slice(r, name, target, ref) for r in slices_by_ref.get(ref, ())
+            )
+        mirrors[name] = Mirror(ref, mirror_service(remote, meta), mirror_endpoints, mirror_slices)
     return mirrors, skips

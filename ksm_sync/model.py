@@ -30,6 +30,14 @@ What a mirror keeps of its remote (anything not listed is dropped):
 | Endpoints ports: name, port,          | copied              | what kube-proxy and SRV serve     |
 |   protocol, appProtocol               |                     |                                   |
 | Endpoints annotations (over-capacity) | dropped             | about the remote object           |
+| EndpointSlice: one per remote slice;  | copied              | what CoreDNS and kube-proxy read; |
+|   addressType, ports, endpoints'      |                     |   unset conditions stay unset     |
+|   addresses, conditions (ready,       |                     |                                   |
+|   serving, terminating), hostname,    |                     |                                   |
+|   targetRef kind and name             |                     |                                   |
+| endpoints: nodeName, zone, hints,     | dropped             | remote nodes and zones: a local   |
+|   targetRef uid, namespace            |                     |   zone of the same name would     |
+|                                       |                     |   steer topology-aware routing    |
 """
 
 from __future__ import annotations
@@ -102,7 +110,7 @@ class Address:
 @dataclass(frozen=True)
 class EndpointPort:
     name: str
-    port: int
+    port: int | None  # None only in an EndpointSlice: every port of the Service
     protocol: str
     app_protocol: str | None = None
 
@@ -118,6 +126,28 @@ class Subset:
 class Endpoints:
     meta: Meta
     subsets: tuple[Subset, ...]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint of an EndpointSlice; a condition left unset stays None, as the API has it."""
+
+    addresses: tuple[str, ...]
+    ready: bool | None = None
+    serving: bool | None = None
+    terminating: bool | None = None
+    hostname: str | None = None
+    target_kind: str | None = None
+    target_name: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSlice:
+    meta: Meta
+    service: str  # the kubernetes.io/service-name label: the Service the slice belongs to
+    address_type: str  # IPv4, IPv6 or FQDN; immutable
+    ports: tuple[EndpointPort, ...]  # sorted
+    endpoints: tuple[Endpoint, ...]  # sorted
 
 
 def _pairs(mapping: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
@@ -223,7 +253,7 @@ def subsets_from_api(subsets: list[Json] | None) -> tuple[Subset, ...]:
 
 # Sort keys: optional fields are None or text, which do not compare; "" stands for None.
 def _port_key(p: EndpointPort) -> tuple[str, int, str, str]:
-    return (p.name, p.port, p.protocol, p.app_protocol or "")
+    return (p.name, -1 if p.port is None else p.port, p.protocol, p.app_protocol or "")
 
 
 def _address_key(a: Address) -> tuple[str, str, str, str]:
@@ -236,6 +266,78 @@ def _subset_key(s: Subset) -> tuple[tuple, tuple, tuple]:
         tuple(map(_address_key, s.addresses)),
         tuple(map(_address_key, s.not_ready)),
     )
+
+
+def _endpoint(e: Json) -> Endpoint:
+    conditions = e.get("conditions") or {}
+    target = e.get("targetRef") or {}
+    name = target.get("name") or None
+    return Endpoint(
+        addresses=tuple(e.get("addresses") or ()),
+        ready=conditions.get("ready"),
+        serving=conditions.get("serving"),
+        terminating=conditions.get("terminating"),
+        hostname=e.get("hostname") or None,
+        target_kind=(target.get("kind") or None) if name else None,
+        target_name=name,
+    )
+
+
+def _endpoint_key(e: Endpoint) -> tuple[tuple[str, ...], str, str, str, str]:
+    conditions = "".join("-" if c is None else "ny"[c] for c in (e.ready, e.serving, e.terminating))
+    return (e.addresses, conditions, e.hostname or "", e.target_kind or "", e.target_name or "")
+
+
+def slice_from_api(obj: Json) -> EndpointSlice:
+    """An EndpointSlice as compared: ports and endpoints sorted, nodeName, zone, hints gone."""
+    meta = meta_from_api(obj)
+    ports = {
+        EndpointPort(
+            name=p.get("name") or "",
+            port=p.get("port"),
+            protocol=p.get("protocol") or "TCP",
+            app_protocol=p.get("appProtocol"),
+        )
+        for p in obj.get("ports") or ()
+    }
+    return EndpointSlice(
+        meta=meta,
+        service=meta.label("kubernetes.io/service-name") or "",
+        address_type=obj.get("addressType") or "IPv4",
+        ports=tuple(sorted(ports, key=_port_key)),
+        endpoints=tuple(sorted(map(_endpoint, obj.get("endpoints") or ()), key=_endpoint_key)),
+    )
+
+
+def _endpoint_to_api(e: Endpoint) -> Json:
+    out: Json = {"addresses": list(e.addresses)}
+    conditions = {"ready": e.ready, "serving": e.serving, "terminating": e.terminating}
+    out["conditions"] = {k: v for k, v in conditions.items() if v is not None}
+    if e.hostname:
+        out["hostname"] = e.hostname
+    if e.target_name:
+        out["targetRef"] = {"name": e.target_name}
+        if e.target_kind:
+            out["targetRef"]["kind"] = e.target_kind
+    return out
+
+
+def slice_to_api(endpoint_slice: EndpointSlice) -> Json:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": _meta_to_api(endpoint_slice.meta),
+        "addressType": endpoint_slice.address_type,
+        **slice_body_to_api(endpoint_slice),
+    }
+
+
+def slice_body_to_api(endpoint_slice: EndpointSlice) -> Json:
+    """The slice's ports and endpoints: what an update of a slice writes."""
+    return {
+        "ports": [{**_port_to_api(p), "name": p.name} for p in endpoint_slice.ports],
+        "endpoints": [_endpoint_to_api(e) for e in endpoint_slice.endpoints],
+    }
 
 
 def endpoints_from_api(obj: Json) -> Endpoints:
@@ -252,7 +354,9 @@ def _meta_to_api(meta: Meta) -> Json:
 
 
 def _port_to_api(p: ServicePort | EndpointPort) -> Json:
-    port: Json = {"port": p.port, "protocol": p.protocol}
+    port: Json = {"protocol": p.protocol}
+    if p.port is not None:
+        port["port"] = p.port
     if p.name:
         port["name"] = p.name
     if p.app_protocol:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 SEPARATOR = "6d6972726f720a"  # `echo mirror | xxd -p`, kept from kube-service-mirror
@@ -13,6 +14,11 @@ _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 
 def mirror_name(prefix: str, namespace: str, name: str) -> str:
     return f"{prefix}-{name}-{SEPARATOR}-{namespace}"
+
+
+def slice_name(mirror: str, source: str) -> str:
+    """A mirror's EndpointSlice for the remote slice `source`: the same name every pass."""
+    return f"{mirror}-{hashlib.sha256(source.encode()).hexdigest()[:10]}"
 
 
 def name_problem(name: str) -> str | None:

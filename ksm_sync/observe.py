@@ -3,32 +3,48 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ksm_sync import ownership
 from ksm_sync.kube import Kube
-from ksm_sync.model import Endpoints, Service, endpoints_from_api, service_from_api
+from ksm_sync.model import (
+    Endpoints,
+    EndpointSlice,
+    Service,
+    endpoints_from_api,
+    service_from_api,
+    slice_from_api,
+)
 from ksm_sync.settings import Target
 
 PAGE_SIZE = 500
+SLICES_API = "/apis/discovery.k8s.io/v1"
 
 
 @dataclass(frozen=True)
 class Observed:
+    """The remote's Services with their Endpoints or slices (whichever the target mirrors),
+    and the local mirrors with both their Endpoints and slices: the other kind is what a
+    change of --endpoints-api replaces."""
+
     remote_services: tuple[Service, ...]
     remote_endpoints: tuple[Endpoints, ...]
+    remote_slices: tuple[EndpointSlice, ...]
     local_services: tuple[Service, ...]
     local_endpoints: tuple[Endpoints, ...]
+    local_slices: tuple[EndpointSlice, ...]
 
     def counts(self) -> dict[str, int]:
         """How many objects each list held: the metrics' and the summary's view of the world."""
         return {
             "remote_services": len(self.remote_services),
             "remote_endpoints": len(self.remote_endpoints),
+            "remote_endpointslices": len(self.remote_slices),
             "local_services": len(self.local_services),
             "local_endpoints": len(self.local_endpoints),
+            "local_endpointslices": len(self.local_slices),
         }
 
 
@@ -44,7 +60,7 @@ def observe(
     remote_query = {"labelSelector": label_selector}
     local_query = {"labelSelector": ownership.selector(target.prefix)}
     with _collector_paused():
-        return _observe(remote, local, remote_query, local_query, target.namespace, page_size)
+        return _observe(remote, local, remote_query, local_query, target, page_size)
 
 
 @contextmanager
@@ -79,19 +95,24 @@ def _observe(
     local: Kube,
     remote_query: dict[str, str],
     local_query: dict[str, str],
-    namespace: str,
+    target: Target,
     page_size: int,
 ) -> Observed:
-    def services(kube: Kube, path: str, query: dict[str, str]) -> tuple[Service, ...]:
-        return tuple(kube.list_all(path, query, page_size=page_size, convert=service_from_api))
+    def listed(kube: Kube, path: str, query: dict[str, str], convert: Callable) -> tuple:
+        return tuple(kube.list_all(path, query, page_size=page_size, convert=convert))
 
-    def endpoints(kube: Kube, path: str, query: dict[str, str]) -> tuple[Endpoints, ...]:
-        return tuple(kube.list_all(path, query, page_size=page_size, convert=endpoints_from_api))
-
-    mirrors = f"/api/v1/namespaces/{namespace}"
+    core = f"/api/v1/namespaces/{target.namespace}"
+    discovery = f"{SLICES_API}/namespaces/{target.namespace}"
+    slices_mode = target.endpoints_api == "endpointslices"
     return Observed(
-        remote_services=services(remote, "/api/v1/services", remote_query),
-        remote_endpoints=endpoints(remote, "/api/v1/endpoints", remote_query),
-        local_services=services(local, f"{mirrors}/services", local_query),
-        local_endpoints=endpoints(local, f"{mirrors}/endpoints", local_query),
+        remote_services=listed(remote, "/api/v1/services", remote_query, service_from_api),
+        remote_endpoints=()
+        if slices_mode
+        else listed(remote, "/api/v1/endpoints", remote_query, endpoints_from_api),
+        remote_slices=listed(remote, f"{SLICES_API}/endpointslices", remote_query, slice_from_api)
+        if slices_mode
+        else (),
+        local_services=listed(local, f"{core}/services", local_query, service_from_api),
+        local_endpoints=listed(local, f"{core}/endpoints", local_query, endpoints_from_api),
+        local_slices=listed(local, f"{discovery}/endpointslices", local_query, slice_from_api),
     )

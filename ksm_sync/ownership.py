@@ -18,6 +18,11 @@ MIRRORED_LABEL = "mirrored-svc"
 PREFIX_LABEL = "mirror-svc-prefix-sync"
 REMOTE_NAMESPACE_ANNOTATION = "ksm-sync/remote-namespace"
 REMOTE_NAME_ANNOTATION = "ksm-sync/remote-name"
+# A slice names its Service, and the writer that manages it; the slice controllers leave
+# alone the slices another writer manages.
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+MANAGED_BY = "ksm-sync"
 
 # What a name already taken on the local cluster turns out to be, when a write meets it.
 Holder = Literal["ours", "theirs", "gone"]
@@ -41,6 +46,16 @@ def mirror_meta(name: str, namespace: str, prefix: str, remote: Ref) -> Meta:
     return Meta(
         ref=Ref(namespace, name),
         labels=tuple(sorted(labels(prefix).items())),
+        annotations=tuple(sorted(annotations(remote).items())),
+    )
+
+
+def slice_meta(name: str, namespace: str, prefix: str, remote: Ref, service: str) -> Meta:
+    """The metadata of a mirror's EndpointSlice: the mirror's, plus what ties it to its Service."""
+    slice_labels = {**labels(prefix), SERVICE_NAME_LABEL: service, MANAGED_BY_LABEL: MANAGED_BY}
+    return Meta(
+        ref=Ref(namespace, name),
+        labels=tuple(sorted(slice_labels.items())),
         annotations=tuple(sorted(annotations(remote).items())),
     )
 

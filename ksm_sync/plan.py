@@ -1,8 +1,13 @@
 """The planner: desired mirrors vs current mirrors -> changes. Pure: no I/O, no client.
 
 Compares only the fields ksm-sync owns (ownership labels, the remote annotations, type,
-headless, ports, externalName, subsets), already normalised by `model`, so a pass over an
-unchanged world plans nothing.
+headless, ports, externalName, affinity, IP families, subsets, slices), already normalised
+by `model`, so a pass over an unchanged world plans nothing.
+
+A delete that takes a name out of DNS (a mirror that goes, or that loses all its endpoint
+objects) is a delete for the policies and the guard. A delete of one endpoint object of a
+mirror that keeps others (a remote slice that went, Endpoints replaced by slices) is part
+of updating what the mirror answers, and is made only after the mirror's other writes.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ksm_sync.mirror import Mirror, Skip
-from ksm_sync.model import Endpoints, Ref, Service
+from ksm_sync.model import Endpoints, EndpointSlice, Ref, Service
 from ksm_sync.ownership import owned, ownership_differs, remote_of
 
 ORPHAN = "orphan: no Service mirror"
@@ -23,18 +28,25 @@ PAST: dict[Action, str] = {
     "recreate": "recreated",
     "delete": "deleted",
 }
-Kind = Literal["Service", "Endpoints"]
+Kind = Literal["Service", "Endpoints", "EndpointSlice"]
+Object = Service | Endpoints | EndpointSlice
 
 
 @dataclass(frozen=True)
 class Change:
     action: Action
     kind: Kind
-    name: str
+    name: str  # the mirror's: changes are grouped, applied and counted per mirror
     remote: Ref | None
-    desired: Service | Endpoints | None
-    current: Service | Endpoints | None
+    desired: Object | None
+    current: Object | None
     reason: str
+
+    @property
+    def object_name(self) -> str:
+        """The changed object's own name: the mirror's, or one of its slices'."""
+        obj = self.desired or self.current
+        return obj.meta.ref.name if obj is not None else self.name
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,28 @@ def endpoints_change(desired: Endpoints, current: Endpoints) -> tuple[Action, st
     return ("update", differs) if differs else None
 
 
+def slice_change(desired: EndpointSlice, current: EndpointSlice) -> tuple[Action, str] | None:
+    if desired.address_type != current.address_type:
+        return "recreate", f"address type {current.address_type} -> {desired.address_type}"
+    if desired.ports != current.ports:
+        return "update", "ports"
+    if desired.endpoints != current.endpoints:
+        return "update", "endpoints"
+    differs = ownership_differs(desired.meta, current.meta)
+    return ("update", differs) if differs else None
+
+
+def change_of(desired: Object, current: Object) -> tuple[Action, str] | None:
+    """How current differs from desired, for any kind of object a mirror has."""
+    if isinstance(desired, Service) and isinstance(current, Service):
+        return service_change(desired, current)
+    if isinstance(desired, Endpoints) and isinstance(current, Endpoints):
+        return endpoints_change(desired, current)
+    if isinstance(desired, EndpointSlice) and isinstance(current, EndpointSlice):
+        return slice_change(desired, current)
+    raise TypeError(f"cannot compare {type(desired).__name__} with {type(current).__name__}")
+
+
 def _deletable(remote: Ref | None, policy: Policy) -> bool:
     if not policy.delete:
         return False
@@ -114,6 +148,7 @@ def calculate(
     prefix: str,
     policy: Policy = Policy(),
     skipped: Iterable[Skip] = (),
+    slices: Iterable[EndpointSlice] = (),
 ) -> Plan:
     """Changes that turn the current owned mirrors into the desired ones.
 
@@ -124,10 +159,13 @@ def calculate(
     """
     current_services = {s.meta.ref.name: s for s in services if owned(s.meta, prefix)}
     current_endpoints = {e.meta.ref.name: e for e in endpoints if owned(e.meta, prefix)}
+    current_slices: dict[str, dict[str, EndpointSlice]] = {}  # by mirror, then by name
+    for owned_slice in (s for s in slices if owned(s.meta, prefix)):
+        current_slices.setdefault(owned_slice.service, {})[owned_slice.meta.ref.name] = owned_slice
     skipped = tuple(skipped)
     untouchable = {skip.mirror_name for skip in skipped}  # left exactly as they are
     changes: list[Change] = []
-    deletes: list[Change] = []  # every delete, of any kind: the policy and the guard judge them
+    deletes: list[Change] = []  # deletes that take a name out of DNS: for the policies, the guard
 
     for name in sorted(desired):
         mirror = desired[name]
@@ -146,23 +184,9 @@ def calculate(
         # The API server deletes a Service's Endpoints with it: a recreated Service mirror
         # needs its Endpoints mirror created again, or it stays empty until the next pass.
         current_ep = None if recreated else current_endpoints.get(name)
-        if mirror.endpoints is None:
-            if current_ep is not None:
-                reason = "remote Service has no Endpoints"
-                deletes.append(
-                    Change("delete", "Endpoints", name, mirror.remote, None, current_ep, reason)
-                )
-        elif current_ep is None:
-            changes.append(
-                Change("create", "Endpoints", name, mirror.remote, mirror.endpoints, None, "new")
-            )
-        elif (diff := endpoints_change(mirror.endpoints, current_ep)) is not None:
-            action, reason = diff
-            changes.append(
-                Change(
-                    action, "Endpoints", name, mirror.remote, mirror.endpoints, current_ep, reason
-                )
-            )
+        for change in _endpoint_changes(mirror, current_ep, current_slices.get(name, {})):
+            empties = change.action == "delete" and not mirror.answers
+            (deletes if empties else changes).append(change)
 
     for name in sorted(set(current_services) - set(desired) - untouchable):
         current = current_services[name]
@@ -173,14 +197,24 @@ def calculate(
                 Change("delete", "Endpoints", name, remote, None, current_endpoints[name],
                        "its Service mirror is deleted")
             )  # fmt: skip
-    orphans = set(current_endpoints) - set(desired) - set(current_services) - untouchable
-    for name in sorted(orphans):
+        for _, gone in sorted(current_slices.get(name, {}).items()):
+            deletes.append(
+                Change("delete", "EndpointSlice", name, remote, None, gone,
+                       "its Service mirror is deleted")
+            )  # fmt: skip
+    kept = set(desired) | set(current_services) | untouchable  # names a Service mirror holds
+    for name in sorted(set(current_endpoints) - kept):
         current_ep = current_endpoints[name]
         deletes.append(
             Change(
                 "delete", "Endpoints", name, remote_of(current_ep.meta), None, current_ep, ORPHAN
             )
         )
+    for name in sorted(set(current_slices) - kept):
+        for _, gone in sorted(current_slices[name].items()):
+            deletes.append(
+                Change("delete", "EndpointSlice", name, remote_of(gone.meta), None, gone, ORPHAN)
+            )
 
     allowed = [d for d in deletes if _deletable(d.remote, policy)]
     held = [d for d in deletes if not _deletable(d.remote, policy)]
@@ -197,6 +231,39 @@ def calculate(
     )
 
 
+def _endpoint_changes(
+    mirror: Mirror, current_ep: Endpoints | None, current_slices: Mapping[str, EndpointSlice]
+) -> list[Change]:
+    """What turns a mirror's current Endpoints and slices into its desired ones."""
+    name, remote = mirror.name, mirror.remote
+    out: list[Change] = []
+    if mirror.endpoints is None:
+        if current_ep is not None:
+            why = (
+                "replaced by EndpointSlices" if mirror.slices else "remote Service has no endpoints"
+            )
+            out.append(Change("delete", "Endpoints", name, remote, None, current_ep, why))
+    elif current_ep is None:
+        out.append(Change("create", "Endpoints", name, remote, mirror.endpoints, None, "new"))
+    elif (diff := endpoints_change(mirror.endpoints, current_ep)) is not None:
+        out.append(
+            Change(diff[0], "Endpoints", name, remote, mirror.endpoints, current_ep, diff[1])
+        )
+    wanted = {s.meta.ref.name: s for s in mirror.slices}
+    for slice_name, want in sorted(wanted.items()):
+        have = current_slices.get(slice_name)
+        if have is None:
+            out.append(Change("create", "EndpointSlice", name, remote, want, None, "new"))
+        elif (diff := slice_change(want, have)) is not None:
+            out.append(Change(diff[0], "EndpointSlice", name, remote, want, have, diff[1]))
+    for slice_name in sorted(set(current_slices) - set(wanted)):
+        why = "replaced by Endpoints" if mirror.endpoints else "its remote slice is gone"
+        out.append(
+            Change("delete", "EndpointSlice", name, remote, None, current_slices[slice_name], why)
+        )
+    return out
+
+
 def _guard(mirrors: set[str], allowed: list[Change], policy: Policy) -> str | None:
     """Why every delete is held back, if this pass would delete or empty too many mirrors.
 
@@ -208,7 +275,7 @@ def _guard(mirrors: set[str], allowed: list[Change], policy: Policy) -> str | No
     if existing <= policy.guard_min_mirrors or len(deleting) <= policy.max_delete_ratio * existing:
         return None
     emptied = deleting - {c.name for c in allowed if c.kind == "Service"}
-    how = f" ({len(emptied)} of them by deleting their Endpoints)" if emptied else ""
+    how = f" ({len(emptied)} of them by deleting their endpoints)" if emptied else ""
     return (
         f"would delete {len(deleting)} of {existing} mirrors{how}, more than "
         f"--max-delete-ratio {policy.max_delete_ratio:g}: an empty or wrong remote list "

@@ -14,8 +14,8 @@ from typing import Literal
 
 from ksm_sync.apply import Outcome
 from ksm_sync.mirror import Skip
-from ksm_sync.model import Endpoints, Service
-from ksm_sync.plan import ORPHAN, PAST, Change, Plan
+from ksm_sync.model import EndpointSlice, Service
+from ksm_sync.plan import ORPHAN, PAST, Change, Object, Plan
 
 PassResult = Literal["success", "partial", "error"]
 RESULTS: tuple[PassResult, ...] = ("success", "partial", "error")
@@ -132,13 +132,17 @@ def describe(change: Change) -> str:
     """One line of a dry run's diff."""
     remote = f" (remote {change.remote})" if change.remote else ""
     sign = {"create": "+", "update": "~", "recreate": "!", "delete": "-"}[change.action]
-    line = f"{sign} {change.action} {change.kind} {change.name}{remote}: {change.reason}"
+    line = f"{sign} {change.action} {change.kind} {change.object_name}{remote}: {change.reason}"
     if change.action == "update" and change.current is not None and change.desired is not None:
         line += f"\n    was: {_short(change.current)}\n    now: {_short(change.desired)}"
     return line
 
 
-def _short(obj: Service | Endpoints) -> str:
+def _short(obj: Object) -> str:
+    if isinstance(obj, EndpointSlice):
+        ready = sum(1 for e in obj.endpoints if e.ready is not False)
+        ports = ",".join(f"{p.port or '*'}/{p.protocol}" for p in obj.ports)
+        return f"{ready} of {len(obj.endpoints)} endpoints ready, ports [{ports}]"
     if isinstance(obj, Service):
         ports = ",".join(
             f"{p.name + ':' if p.name else ''}{p.port}/{p.protocol}" for p in obj.ports

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+EndpointsApi = Literal["endpointslices", "endpoints"]
+
 
 @dataclass(frozen=True)
 class KubeconfigSource:
@@ -35,6 +37,7 @@ class Target:
 
     prefix: str
     namespace: str  # the local mirror namespace
+    endpoints_api: EndpointsApi = "endpointslices"  # what is read remotely and written locally
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ class Settings:
     pass_timeout: float = 300.0
     request_timeout: float = 30.0  # read timeout of one request; a stalled answer is retried
     page_size: int = 500
+    endpoints_api: EndpointsApi = "endpointslices"
 
     @property
     def target(self) -> Target:
-        return Target(prefix=self.prefix, namespace=self.mirror_namespace)
+        return Target(self.prefix, self.mirror_namespace, self.endpoints_api)

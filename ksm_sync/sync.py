@@ -112,7 +112,9 @@ def _steps(
         target=target,
         page_size=settings.page_size,
     )
-    desired, skips = desired_mirrors(seen.remote_services, seen.remote_endpoints, target)
+    desired, skips = desired_mirrors(
+        seen.remote_services, seen.remote_endpoints, target, seen.remote_slices
+    )
     the_plan = calculate(
         desired,
         seen.local_services,
@@ -120,6 +122,7 @@ def _steps(
         prefix=target.prefix,
         policy=policy_for(settings, state),
         skipped=skips,
+        slices=seen.local_slices,
     )
     if state is not None:
         state.seen_remotes |= {s.meta.ref for s in seen.remote_services}
@@ -186,6 +189,9 @@ def _log_plan(the_plan: Plan) -> None:
         logger.bind(held=len(the_plan.held)).error("deletion guard: {}", the_plan.guard)
 
 
+_RBAC = {"remote": "deploy/remote-rbac.yaml", "local": "cronjob.yaml"}
+
+
 def _log_abandoned(outcomes: list[Outcome]) -> None:
     """One line per reason changes were not attempted, rather than one per change."""
     reasons = Counter(o.detail for o in outcomes if o.result == "abandoned")
@@ -204,6 +210,13 @@ def _why(error: Exception, target: Target) -> str:
     if isinstance(error, NotSent):
         return str(error)  # not a reachability or RBAC problem: no hint
     if isinstance(error, ApiError):
+        if error.status == 403 and "endpointslices" in error.path:
+            role = "remote ClusterRole" if error.side == "remote" else "local Role"
+            return (
+                f"{error} (the {role} must grant list on endpointslices in apiGroup "
+                f"discovery.k8s.io, see {_RBAC[error.side]}; or run with --endpoints-api "
+                "endpoints, which reads and writes Endpoints as kube-service-mirror did)"
+            )
         if error.status in (401, 403):
             return f"{error} (check the {error.side} credentials and their RBAC)"
         if error.status == 0:

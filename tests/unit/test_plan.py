@@ -163,7 +163,7 @@ def test_endpoints_deletes_are_deletes_for_the_policies_and_the_guard() -> None:
     assert run(after, stored(before), Policy(deletable_remotes=frozenset())).changes == ()
     guarded = run(after, stored(before))
     assert guarded.changes == () and guarded.guard is not None
-    assert "would delete 8 of 8 mirrors (8 of them by deleting their Endpoints)" in guarded.guard
+    assert "would delete 8 of 8 mirrors (8 of them by deleting their endpoints)" in guarded.guard
     assert actions(run(after, stored(before), Policy(max_delete_ratio=1.0))) == [
         ("delete", "Endpoints", n) for n in names
     ]
