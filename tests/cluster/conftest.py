@@ -20,7 +20,8 @@ def planes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Clust
     root = tmp_path_factory.mktemp("clusters")
     atexit.register(controlplane.down, root)  # Ctrl-C or a crash between fixtures
     try:
-        started = controlplane.up(root, die_with_parent=True)
+        # No EndpointSliceMirroring on local: what answers there is ksm-sync's own slices.
+        started = controlplane.up(root, die_with_parent=True, endpointslice_mirroring=False)
         yield {name: Cluster(plane) for name, plane in started.items()}
     finally:
         controlplane.down(root)

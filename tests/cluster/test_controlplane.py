@@ -122,13 +122,19 @@ def test_a_pod_made_not_ready_or_held_terminating_is_published_as_such(remote: C
     )
 
 
-def test_local_mirrors_selectorless_endpoints_into_endpointslices(local: Cluster) -> None:
-    """What ksm-sync writes reaches CoreDNS through the EndpointSliceMirroring controller."""
-    ns = local.create_namespace("mirroring")
-    local.create(service(ns, "m"))
+def test_endpointslice_mirroring_runs_on_remote_and_is_off_on_the_tests_local(
+    remote: Cluster, local: Cluster
+) -> None:
+    """Hand-written remote Endpoints reach slices, as in a real cluster; the local plane runs
+    without the mirroring controller, so only ksm-sync's own slices can answer there."""
     subsets = [{"addresses": [{"ip": "10.9.0.1"}], "ports": [{"name": "http", "port": 80}]}]
-    local.create(endpoints(ns, "m", subsets))
-    wait_for("a mirrored EndpointSlice", lambda: _slices(local, ns, "m"))
+    namespaces = {}
+    for cluster in (local, remote):  # local first: it has had longer when remote is done
+        ns = namespaces[cluster.name] = cluster.create_namespace("mirroring")
+        cluster.create(service(ns, "m"))
+        cluster.create(endpoints(ns, "m", subsets))
+    wait_for("a mirrored EndpointSlice", lambda: _slices(remote, namespaces["remote"], "m"))
+    assert _slices(local, namespaces["local"], "m") == []
 
 
 def test_clusters_script_starts_several_at_once_and_a_failed_start_leaves_nothing(

@@ -81,6 +81,7 @@ def token_args(world: World, token_file: Path, ca_url: str, prefix: str | None =
         "--mirror-ns", world.mirror_ns,
         "--label-selector", world.selector,
         "--svc-prefix", prefix or world.prefix,
+        "--endpoints-api", world.endpoints_api,
     ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ apply` does. The Dockerfile is linted, and its install step is run: there is no 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import pytest
 import yaml
 
 from tests.support.cli import REPO, run_cli
-from tests.support.cluster import Cluster, Json
+from tests.support.cluster import Cluster, Json, endpoint_slice
 from tests.support.world import World
 
 CRONJOB = REPO / "cronjob.yaml"
@@ -156,9 +157,10 @@ def _wait_until_authorized(
     """RBAC reaches the authorizer through a cache: wait until every grant left is in force,
     so that a pass fails only for a grant that is missing, never for one still on its way."""
     deadline = time.monotonic() + 30
-    for _, resource, verb in sorted(grants(rules)):
+    for group, resource, verb in sorted(grants(rules)):
         attributes = {
             "verb": verb,
+            "group": group,
             "resource": resource,
             **({} if cluster_wide else {"namespace": ns}),
         }
@@ -240,19 +242,28 @@ def run_pass(ids: Identities) -> Pass:
     return Pass(done.returncode, counts, output)
 
 
-def subsets(*ips: str, port: int, hostnames: bool = False) -> list[Json]:
-    addresses = [
-        {"ip": ip, **({"hostname": f"db-{i}"} if hostnames else {})} for i, ip in enumerate(ips)
-    ]
-    return [{"addresses": addresses, "ports": [{"name": "p", "port": port}]}]
+def endpoints(*ips: str, hostnames: bool = False) -> list[Json]:
+    """A remote slice's endpoints, as the slice controller writes them for ready pods."""
+    return [
+        {"addresses": [ip], "conditions": {"ready": True, "serving": True, "terminating": False},
+         **({"hostname": f"db-{i}"} if hostnames else {})}
+        for i, ip in enumerate(ips)
+    ]  # fmt: skip
+
+
+def slice_name(mirror: str, remote_slice: str) -> str:
+    """The name ksm-sync gives the mirror's copy of a remote slice (restated, not imported)."""
+    return f"{mirror}-{hashlib.sha256(remote_slice.encode()).hexdigest()[:10]}"
 
 
 def scenario(world: World, ids: Identities, *, until_broken: bool = False) -> list[Pass]:
-    """Pass 1 creates, pass 2 patches and deletes, pass 3 meets objects it must not touch.
+    """Pass 1 creates (and replaces an Endpoints mirror of kube-service-mirror's by slices),
+    pass 2 patches and deletes, pass 3 meets objects it must not touch.
 
-    Verbs on the local side: list (every pass), create (1), patch and delete (2), get (3:
-    a create answered 409 reads the object to tell a race from a conflict). until_broken
-    stops after the first pass that does not go as BASELINE says.
+    Verbs on the local side: list (every pass); create (1); patch and delete (2); delete of
+    Endpoints (1: replaced by slices); get (3: a create answered 409 reads the object to
+    tell a race from a conflict). until_broken stops after the first pass that does not go
+    as BASELINE says.
     """
     passes: list[Pass] = []
 
@@ -261,34 +272,49 @@ def scenario(world: World, ids: Identities, *, until_broken: bool = False) -> li
         return until_broken and not _matches(passes[-1].outcome, BASELINE[len(passes) - 1])
 
     world.service("web", ports=[{"name": "http", "port": 80}])
-    world.endpoints("web", subsets("10.244.1.10", port=8080))
+    world.slice("web", "web-1", endpoints("10.244.1.10"))
     world.service("db", clusterIP="None", ports=[{"name": "pg", "port": 5432}])
-    world.endpoints("db", subsets("10.244.2.10", "10.244.2.11", port=5432, hostnames=True))
+    world.slice("db", "db-1", endpoints("10.244.2.10", "10.244.2.11", hostnames=True))
     world.service("old", ports=[{"name": "http", "port": 8080}])
-    world.endpoints("old", subsets("10.244.3.10", port=8080))
+    world.slice("old", "old-1", endpoints("10.244.3.10"))
+    legacy = {"apiVersion": "v1", "kind": "Endpoints",
+              "metadata": {"name": world.mirror_name("web"), "namespace": world.mirror_ns,
+                           "labels": {"mirrored-svc": "true",
+                                      "mirror-svc-prefix-sync": world.prefix}},
+              "subsets": [{"addresses": [{"ip": "10.244.1.10"}],
+                           "ports": [{"name": "http", "port": 8080}]}]}  # fmt: skip
+    world.local.create(legacy)  # kube-service-mirror's, to be replaced
     if run():
         return passes
 
     world.service("web", ports=[{"name": "http", "port": 80}, {"name": "https", "port": 443}])
-    world.endpoints(
-        "db", subsets("10.244.2.10", "10.244.2.11", "10.244.2.12", port=5432, hostnames=True)
-    )
+    world.slice("db", "db-1", endpoints("10.244.2.10", "10.244.2.11", "10.244.2.12",
+                                        hostnames=True))  # fmt: skip
     world.remote.delete("Service", world.remote_ns, "old")
-    if world.remote.find("Endpoints", world.remote_ns, "old"):  # the API server may have
-        world.remote.delete("Endpoints", world.remote_ns, "old")  # deleted them with it
+    world.remote.delete("EndpointSlice", world.remote_ns, "old-1")
     if run():
         return passes
 
-    # Someone else's objects under two mirror names: a Service, and the Endpoints of a
+    # Someone else's objects under two mirror names: a Service, and the EndpointSlice of a
     # mirror whose Service is free. ksm-sync must report both and write neither.
-    for kind, name in (("Service", "taken"), ("Endpoints", "half")):
-        meta = {"name": world.mirror_name(name), "namespace": world.mirror_ns}
-        obj: Json = {"apiVersion": "v1", "kind": kind, "metadata": meta}
-        obj.update({"spec": {"ports": [{"port": 1}]}} if kind == "Service" else {"subsets": []})
+    taken = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "spec": {"ports": [{"port": 1}]},
+        "metadata": {"name": world.mirror_name("taken"), "namespace": world.mirror_ns},
+    }
+    half = endpoint_slice(
+        world.mirror_ns,
+        "someone-else",
+        slice_name(world.mirror_name("half"), "half-1"),
+        [],
+        labels={},
+    )
+    for obj in (taken, half):  # fmt: skip
         world.local.create(obj)
     world.service("taken")
     world.service("half")
-    world.endpoints("half", subsets("10.244.4.10", port=80))
+    world.slice("half", "half-1", endpoints("10.244.4.10"))
     run()
     return passes
 
@@ -306,7 +332,7 @@ def _matches(outcome: tuple[int, dict[str, int]], expected: tuple[int, dict[str,
 
 
 def _used(cluster: Cluster, user: str) -> set[Grant]:
-    """What user did to Services and Endpoints, from the audit log."""
+    """What user did to Services, Endpoints and EndpointSlices, from the audit log."""
     used = set()
     for line in cluster.plane.audit_log.read_text().splitlines():
         event = json.loads(line)
@@ -322,6 +348,12 @@ def _used(cluster: Cluster, user: str) -> set[Grant]:
 # --- the tests ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def world(remote: Cluster, local: Cluster) -> World:
+    """The manifests serve the default mode: EndpointSlices."""
+    return World.new(remote, local, endpoints_api="endpointslices")
+
+
 def test_the_manifests_identities_run_full_passes_and_use_every_verb_granted(
     world: World, tmp_path: Path
 ) -> None:
@@ -332,13 +364,14 @@ def test_the_manifests_identities_run_full_passes_and_use_every_verb_granted(
     for number, (got, expected) in enumerate(zip(passes, BASELINE, strict=True), 1):
         assert _matches(got.outcome, expected), f"pass {number}: {got.outcome}\n{got.output}"
         assert "forbidden" not in got.output, got.output
-    services, endpoints = world.mirrors("Service"), world.mirrors("Endpoints")
+    services, slices = world.mirrors("Service"), world.mirrors("EndpointSlice")
     web, db = world.mirror_name("web"), world.mirror_name("db")
     assert set(services) == {web, db, world.mirror_name("half")}
     assert [p["port"] for p in services[web]["spec"]["ports"]] == [80, 443]
     assert services[db]["spec"]["clusterIP"] == "None"
-    assert len(endpoints[db]["subsets"][0]["addresses"]) == 3
-    assert world.mirror_name("old") not in endpoints
+    assert len(slices[slice_name(db, "db-1")]["endpoints"]) == 3
+    assert set(slices) == {slice_name(web, "web-1"), slice_name(db, "db-1")}
+    assert world.mirrors("Endpoints") == {}  # kube-service-mirror's Endpoints replaced
     squatter = world.local.get("Service", world.mirror_ns, world.mirror_name("taken"))
     assert "labels" not in squatter["metadata"]  # left as its owner made it
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support import controlplane, workloads
+from tests.support.cluster import Cluster
 from tests.support.resolver import (
     Resolver,
     addresses,
@@ -20,6 +21,13 @@ from tests.support.resolver import (
     records,
 )
 from tests.support.world import World
+
+
+@pytest.fixture
+def world(remote: Cluster, local: Cluster) -> World:
+    """ksm-sync in its default mode, slices, on a local plane without EndpointSliceMirroring:
+    only the slices ksm-sync writes can answer."""
+    return World.new(remote, local, endpoints_api="endpointslices")
 
 
 @pytest.fixture
@@ -189,10 +197,12 @@ def test_the_same_name_in_two_remote_namespaces(world: World, resolver: Resolver
 
 
 def test_aaaa_answers_the_ipv6_addresses(world: World, resolver: Resolver) -> None:
-    """Dual-stack Endpoints (written by hand: the planes' pods are IPv4 only) answer A and AAAA."""
+    """Dual-stack slices (written by hand: the planes' pods are IPv4 only) answer A and AAAA."""
     world.service("dual", clusterIP="None", ports=[{"name": "h", "port": 80}])
-    addrs = [{"ip": "fd00:10::5"}, {"ip": "10.0.9.5"}]
-    world.endpoints("dual", [{"addresses": addrs, "ports": [{"name": "h", "port": 80}]}])
+    ports = [{"name": "h", "port": 80, "protocol": "TCP"}]
+    for family, ip in (("IPv6", "fd00:10::5"), ("IPv4", "10.0.9.5")):
+        ready = {"addresses": [ip], "conditions": {"ready": True}}
+        world.slice("dual", f"dual-{family.lower()}", [ready], ports=ports, address_type=family)
     sync(world)
     name = resolver.name("dual", world.remote_ns)
 

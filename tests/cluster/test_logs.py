@@ -56,6 +56,7 @@ def _token_args(world: World, token_file: Path) -> list[str]:
         "--mirror-ns", world.mirror_ns,
         "--label-selector", world.selector,
         "--svc-prefix", world.prefix,
+        "--endpoints-api", world.endpoints_api,
         "--log-level", "debug",
     ]  # fmt: skip
 

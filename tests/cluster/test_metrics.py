@@ -109,8 +109,9 @@ def test_loop_metrics_count_what_the_passes_did(world: World) -> None:
     assert _requests(first, "create", 409) == 1
     assert _requests(first, "get", 200) == 1  # whose is the taken name?
     assert total(first, "ksm_sync_api_requests_total", side="remote", verb="list") == 2
-    assert total(first, "ksm_sync_api_requests_total", side="local", verb="list") == 2
-    assert total(first, "ksm_sync_api_request_duration_seconds_count", side="local") == 8
+    # Services, Endpoints and EndpointSlices: the kind not mirrored is listed to be replaced.
+    assert total(first, "ksm_sync_api_requests_total", side="local", verb="list") == 3
+    assert total(first, "ksm_sync_api_request_duration_seconds_count", side="local") == 9
     assert total(first, "ksm_sync_retries_total") == 0
     # Conflicts and skips do not make a pass unsuccessful: retrying cannot fix them.
     last_success = value(first, "ksm_sync_last_success_timestamp_seconds")

@@ -45,7 +45,7 @@ def test_endpoints_that_stop_matching_are_deletes_for_the_policies_and_the_guard
     assert upsert_only.returncode == 0 and summary(upsert_only.stderr)["held"] == 8
     assert no_svc_sync.returncode == 0 and summary(no_svc_sync.stderr)["held"] == 8
     assert guarded.returncode == 1, guarded.stderr
-    assert "would delete 8 of 8 mirrors (8 of them by deleting their Endpoints)" in guarded.stderr
+    assert "would delete 8 of 8 mirrors (8 of them by deleting their endpoints)" in guarded.stderr
     assert len(world.writes()) == writes
     assert set(world.mirrors("Endpoints")) == {world.mirror_name(n) for n in names}
     allowed = world.run("--max-delete-ratio", "1")

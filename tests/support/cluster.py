@@ -123,16 +123,16 @@ class Cluster:
         self.request("DELETE", _path(kind, namespace, name))
 
     def writes(self, namespace: str) -> list[Json]:
-        """Write requests on Services and Endpoints in namespace, from the audit log, but for
-        those of the plane's own controllers (which, for one, delete a deleted Service's
-        Endpoints too)."""
+        """Write requests on Services, Endpoints and EndpointSlices in namespace, from the audit
+        log, but for those of the plane's own controllers (which, for one, delete a deleted
+        Service's Endpoints too)."""
         events = []
         for line in self.plane.audit_log.read_text().splitlines():
             event = json.loads(line)
             ref = event.get("objectRef") or {}
             if (
                 ref.get("namespace") == namespace
-                and ref.get("resource") in ("services", "endpoints")
+                and ref.get("resource") in ("services", "endpoints", "endpointslices")
                 and event.get("verb") in WRITE_VERBS
                 and event.get("user", {}).get("username") not in PLANE_USERS
             ):
@@ -145,7 +145,10 @@ _RESOURCES = {"Service": "services", "Endpoints": "endpoints", "ServiceAccount":
 
 
 def _path(kind: str, namespace: str, name: str = "") -> str:
-    path = f"/api/v1/namespaces/{namespace}/{_RESOURCES[kind]}"
+    if kind == "EndpointSlice":
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
+    else:
+        path = f"/api/v1/namespaces/{namespace}/{_RESOURCES[kind]}"
     return f"{path}/{name}" if name else path
 
 
@@ -172,3 +175,20 @@ def endpoints(namespace: str, name: str, subsets: list[Json], *,
         "metadata": {"name": name, "namespace": namespace, "labels": labels or {"mirror": "yes"}},
         "subsets": subsets,
     }
+
+
+def endpoint_slice(namespace: str, service_name: str, name: str, endpoints: list[Json], *,
+                   labels: dict[str, str], ports: list[Json] | None = None,
+                   address_type: str = "IPv4") -> Json:  # fmt: skip
+    """A remote EndpointSlice of service_name, as a slice controller would write it."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {**labels, "kubernetes.io/service-name": service_name,
+                                "endpointslice.kubernetes.io/managed-by": "tests.ksm-sync"}},
+        "addressType": address_type,
+        "ports": ports if ports is not None else [{"name": "http", "port": 8080,
+                                                   "protocol": "TCP"}],
+        "endpoints": endpoints,
+    }  # fmt: skip

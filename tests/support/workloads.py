@@ -124,6 +124,25 @@ def endpoint_ips(cluster: Cluster, namespace: str, name: str) -> tuple[set[str],
     return ready, not_ready
 
 
+def slice_ready_ips(cluster: Cluster, namespace: str, name: str) -> set[str]:
+    """The ready addresses of the EndpointSlices of Service namespace/name."""
+    selector = f"kubernetes.io/service-name={name}"
+    return {
+        address
+        for found in cluster.list("EndpointSlice", namespace, selector)
+        for endpoint in found.get("endpoints") or ()
+        if (endpoint.get("conditions") or {}).get("ready")
+        for address in endpoint["addresses"]
+    }
+
+
+def wait_slices(cluster: Cluster, namespace: str, name: str, ready: set[str]) -> None:
+    """Waits until the slices of Service namespace/name hold exactly these ready addresses
+    (from hand-written Endpoints, the EndpointSliceMirroring controller writes them)."""
+    wait_for(f"EndpointSlices of {namespace}/{name} with {sorted(ready)} ready",
+             lambda: slice_ready_ips(cluster, namespace, name) == ready)  # fmt: skip
+
+
 def wait_endpoints(
     cluster: Cluster,
     namespace: str,
@@ -131,9 +150,11 @@ def wait_endpoints(
     ready: set[str],
     not_ready: frozenset[str] = frozenset(),
 ) -> None:
-    """Waits until the endpoints controller wrote exactly these addresses."""
+    """Waits until the endpoints controller wrote exactly these addresses, and the slice
+    controller (separately, at its own pace) the same ready ones."""
     wait_for(f"Endpoints {namespace}/{name} with {sorted(ready)} ready, {sorted(not_ready)} not",
-             lambda: endpoint_ips(cluster, namespace, name) == (ready, set(not_ready)))  # fmt: skip
+             lambda: endpoint_ips(cluster, namespace, name) == (ready, set(not_ready))
+             and slice_ready_ips(cluster, namespace, name) == ready)  # fmt: skip
 
 
 def make_not_ready(cluster: Cluster, namespace: str, pod: str) -> None:

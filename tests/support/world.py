@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support.cli import run_cli
-from tests.support.cluster import Cluster, Json, endpoints, service
+from tests.support.cluster import Cluster, Json, endpoint_slice, endpoints, service
 
 
 @dataclass
@@ -24,10 +24,13 @@ class World:
     mirror_ns: str
     label: str
     prefix: str
+    # Most tests write remote Endpoints by hand and check the mirrors' Endpoints: they run in
+    # kube-service-mirror's mode. The EndpointSlice and DNS tests use the default, slices.
+    endpoints_api: str = "endpoints"
     env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def new(cls, remote: Cluster, local: Cluster) -> World:
+    def new(cls, remote: Cluster, local: Cluster, endpoints_api: str = "endpoints") -> World:
         tag = secrets.token_hex(3)
         return cls(
             remote=remote,
@@ -36,6 +39,7 @@ class World:
             mirror_ns=local.create_namespace("mirrors"),
             label=f"mirror-{tag}",
             prefix=f"p{tag}",
+            endpoints_api=endpoints_api,
         )
 
     @property
@@ -50,6 +54,12 @@ class World:
         obj = endpoints(namespace or self.remote_ns, name, subsets, labels={self.label: "yes"})
         return self.remote.apply(obj)
 
+    def slice(self, service: str, name: str, endpoints: list[Json], **kwargs: Any) -> Json:
+        """A remote EndpointSlice of service, labelled to be mirrored."""
+        kwargs.setdefault("labels", {self.label: "yes"})
+        obj = endpoint_slice(self.remote_ns, service, name, endpoints, **kwargs)
+        return self.remote.apply(obj)
+
     def mirror_name(
         self, name: str, namespace: str | None = None, prefix: str | None = None
     ) -> str:
@@ -62,6 +72,7 @@ class World:
             "--mirror-ns", self.mirror_ns,
             "--label-selector", self.selector,
             "--svc-prefix", self.prefix,
+            "--endpoints-api", self.endpoints_api,
         ]  # fmt: skip
 
     def run(
