@@ -1,9 +1,10 @@
 """python -m bench [--sizes 1000,10000]: seeds, runs ksm-sync through its CLI, prints the table.
 
-Per size: fresh control planes in a temporary directory; N remote Services (two ports) and
-Endpoints (three ready addresses) over 10 namespaces; then the floor's cold pass, ksm-sync's
-cold pass, unchanged passes against list floors (interleaved, median of --repeat), and a
-1% churn. Results go to bench-results/ as JSON, beside the ksm-sync logs.
+Per size: fresh control planes in a temporary directory; N remote Services (two ports), each
+with Endpoints and an EndpointSlice (three ready addresses), over 10 namespaces; then the
+floor's cold pass, ksm-sync's cold pass, unchanged passes against list floors (interleaved,
+median of --repeat), and a 1% churn, all in one --endpoints-api mode. Results go to
+bench-results/ as JSON, beside the ksm-sync logs.
 
 The floor's creates go to a second local control plane, as empty as ksm-sync's: a Service
 create costs the API server more the more Services exist (ClusterIP allocation), so
@@ -116,6 +117,7 @@ class Bench:
             "--svc-prefix", world.PREFIX,
             "--concurrency", str(concurrency or self.args.concurrency),
             "--pass-timeout", "30m",
+            "--endpoints-api", self.args.endpoints_api,
         ]  # fmt: skip
         self.mark()
         run = run_ksm(args, self.logs / f"{label}.log")
@@ -137,7 +139,12 @@ class Bench:
         self.namespace("mirrors", floor_side=True)
         self.mark()
         cold_floor = floor.cold(
-            self.remote_floor, self.floor_writes, "mirrors", args.page_size, args.concurrency
+            self.remote_floor,
+            self.floor_writes,
+            "mirrors",
+            args.page_size,
+            args.concurrency,
+            args.endpoints_api,
         )
         result["floor_cold"] = {**vars(cold_floor), "requests": self.requests(FLOOR_AGENT)}
         _say(f"n={n} floor cold: {cold_floor.seconds:.2f}s ({cold_floor.creates} creates)")
@@ -152,7 +159,9 @@ class Bench:
         floor_requests: dict[str, int] = {}
         for i in range(args.repeat):
             self.mark()
-            seen = floor.lists(self.remote_floor, self.local_floor, mirrors, args.page_size)
+            seen = floor.lists(
+                self.remote_floor, self.local_floor, mirrors, args.page_size, args.endpoints_api
+            )
             list_floors.append(seen.seconds)
             list_cpu.append(seen.cpu_seconds)
             floor_requests = self.requests(FLOOR_AGENT)
@@ -182,6 +191,7 @@ class Bench:
                 self.namespace(f"sweep-c{c}", floor_side=True),
                 args.page_size,
                 c,
+                args.endpoints_api,
             )
             swept = self.ksm(self.namespace(f"sweep-c{c}"), f"cold-c{c}", concurrency=c)
             result.setdefault("sweep", []).append(
@@ -210,7 +220,7 @@ class Bench:
                 "--kube-config", str(self.local_plane.kubeconfig),
                 "--mirror-ns", namespace, "--label-selector", world.SELECTOR,
                 "--svc-prefix", world.PREFIX, "--concurrency", str(self.args.concurrency),
-                "--pass-timeout", "30m",
+                "--pass-timeout", "30m", "--endpoints-api", self.args.endpoints_api,
             ]  # fmt: skip
             run = run_ksm(args, self.logs / f"profile-{label}.log", prefix=prefix)
             _say(f"n={self.n} profile {label}: {run.wall:.2f}s -> {report}")
@@ -220,8 +230,14 @@ def bench_size(n: int, args: Any) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="ksm-bench-"))
     try:
         _say(f"n={n}: starting control planes under {root}")
-        planes = controlplane.up(root / "planes", die_with_parent=True)
-        floor_planes = controlplane.up(root / "floor", die_with_parent=True)
+        # No EndpointSliceMirroring: in Endpoints mode it would copy every mirror into slices
+        # on the local plane while ksm-sync is being measured.
+        planes = controlplane.up(
+            root / "planes", die_with_parent=True, endpointslice_mirroring=False
+        )
+        floor_planes = controlplane.up(
+            root / "floor", die_with_parent=True, endpointslice_mirroring=False
+        )
         bench = Bench(n, planes, floor_planes["local"], args)
         result = bench.run()
         result["kubernetes"] = bench.remote_seed.request("GET", "/version").get("gitVersion")
@@ -277,7 +293,8 @@ def table(results: dict[str, Any]) -> str:
             )
         lines.append(
             f"{'':>6} load {r['load_start'][0]:.2f} -> {r['load_end'][0]:.2f} (1 min); "
-            f"seeding {r['seed_seconds']:.1f}s; Kubernetes {r.get('kubernetes')}"
+            f"seeding {r['seed_seconds']:.1f}s; Kubernetes {r.get('kubernetes')}; "
+            f"--endpoints-api {results['args']['endpoints_api']}"
         )
     sizes = {r["n"]: r for r in results["sizes"]}
     if len(sizes) >= 2:
@@ -301,6 +318,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sweep", type=ints, default=[], help="extra cold passes, e.g. 4,8,32")
     parser.add_argument("--sweep-at", type=int, help="the size to sweep at (default: smallest)")
     parser.add_argument("--profile", action="store_true", help="pyinstrument report too")
+    parser.add_argument(
+        "--endpoints-api",
+        choices=("endpointslices", "endpoints"),
+        default="endpointslices",
+        help="what ksm-sync (and the floor) read and write",
+    )
     parser.add_argument("--output", help="results JSON (default bench-results/<time>.json)")
     args = parser.parse_args(argv)
     if not args.output:

@@ -1,7 +1,7 @@
 """The floor: ksm-sync's requests, sent by the minimal client with nothing on top.
 
 Lists are read one after the other, as ksm-sync reads them; creates run mirror by mirror
-(Service, then Endpoints) on as many threads as ksm-sync's --concurrency.
+(Service, then its Endpoints or slices) on as many threads as ksm-sync's --concurrency.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from bench.raw import Json, Raw, run_all
-from bench.world import PREFIX, SELECTOR, mirror_bodies
+from bench.world import PREFIX, SELECTOR, SLICES, mirror_bodies
 
 OWNED = f"mirrored-svc=true,mirror-svc-prefix-sync={PREFIX}"
 
@@ -21,16 +21,24 @@ class Lists:
     cpu_seconds: float  # this process's, which does nothing else meanwhile
     remote_services: list[Json]
     remote_endpoints: list[Json]
+    remote_slices: list[Json]
 
 
-def lists(remote: Raw, local: Raw, namespace: str, page_size: int) -> Lists:
-    """The four lists of a pass: remote Services and Endpoints, local mirrors in namespace."""
+def lists(remote: Raw, local: Raw, namespace: str, page_size: int, endpoints_api: str) -> Lists:
+    """The lists of a pass: remote Services and their Endpoints or slices; the local mirrors
+    in namespace with both their Endpoints and slices."""
     started, cpu = time.monotonic(), time.process_time()
     services = remote.list_all("/api/v1/services", SELECTOR, page_size)
-    endpoints = remote.list_all("/api/v1/endpoints", SELECTOR, page_size)
+    endpoints, slices = [], []
+    if endpoints_api == "endpoints":
+        endpoints = remote.list_all("/api/v1/endpoints", SELECTOR, page_size)
+    else:
+        slices = remote.list_all(f"{SLICES}/endpointslices", SELECTOR, page_size)
     local.list_all(f"/api/v1/namespaces/{namespace}/services", OWNED, page_size)
     local.list_all(f"/api/v1/namespaces/{namespace}/endpoints", OWNED, page_size)
-    return Lists(time.monotonic() - started, time.process_time() - cpu, services, endpoints)
+    local.list_all(f"{SLICES}/namespaces/{namespace}/endpointslices", OWNED, page_size)
+    elapsed = time.monotonic() - started
+    return Lists(elapsed, time.process_time() - cpu, services, endpoints, slices)
 
 
 @dataclass(frozen=True)
@@ -42,21 +50,38 @@ class Cold:
     creates: int
 
 
-def cold(remote: Raw, local: Raw, namespace: str, page_size: int, concurrency: int) -> Cold:
+def cold(
+    remote: Raw, local: Raw, namespace: str, page_size: int, concurrency: int, endpoints_api: str
+) -> Cold:
     """Lists, then every mirror created into namespace (empty), as ksm-sync's cold pass."""
     started, cpu = time.monotonic(), time.process_time()
-    seen = lists(remote, local, namespace, page_size)
-    by_ref = {(e["metadata"]["namespace"], e["metadata"]["name"]): e for e in seen.remote_endpoints}
+    seen = lists(remote, local, namespace, page_size, endpoints_api)
+
+    def ref(obj: Json) -> tuple[str, str]:
+        return obj["metadata"]["namespace"], obj["metadata"]["name"]
+
+    endpoints = {ref(e): e for e in seen.remote_endpoints}
+    slices: dict[tuple[str, str], list[Json]] = {}
+    for s in seen.remote_slices:
+        service = (
+            s["metadata"]["namespace"],
+            s["metadata"]["labels"]["kubernetes.io/service-name"],
+        )
+        slices.setdefault(service, []).append(s)
     groups = [
-        mirror_bodies(s, by_ref.get((s["metadata"]["namespace"], s["metadata"]["name"])), namespace)
+        mirror_bodies(s, endpoints.get(ref(s)), slices.get(ref(s), []), namespace)
         for s in seen.remote_services
     ]
     creating = time.monotonic()
+    paths = {
+        "Service": f"/api/v1/namespaces/{namespace}/services",
+        "Endpoints": f"/api/v1/namespaces/{namespace}/endpoints",
+        "EndpointSlice": f"{SLICES}/namespaces/{namespace}/endpointslices",
+    }
 
     def one(bodies: list[Json]) -> int:
         for body in bodies:
-            collection = "services" if body["kind"] == "Service" else "endpoints"
-            local.request("POST", f"/api/v1/namespaces/{namespace}/{collection}", body)
+            local.request("POST", paths[body["kind"]], body)
         return len(bodies)
 
     creates = sum(run_all(one, groups, concurrency))  # type: ignore[arg-type]

@@ -1,11 +1,15 @@
-"""The benchmark's world: N remote Services (two ports) with Endpoints (three ready addresses).
+"""The benchmark's world: N remote Services (two ports), each with an Endpoints object and an
+EndpointSlice of the same three ready addresses, as a cluster's controllers keep both.
 
-Also the floor's view of a mirror: the least transform from a remote object to its mirror
-body, so that the floor's creates carry what ksm-sync's carry.
+The Endpoints say `skip-mirror`: the slices are written here, so the remote's
+EndpointSliceMirroring controller has nothing to add. Also the floor's view of a mirror:
+the least transform from a remote object to its mirror body, so that the floor's creates
+carry what ksm-sync's carry.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from bench.raw import Json, Raw, run_all
@@ -15,6 +19,7 @@ SELECTOR = "bench=yes"
 PREFIX = "bench"
 SEPARATOR = "6d6972726f720a"  # ksm_sync.naming.SEPARATOR, restated: the floor owes ksm-sync nothing
 PORTS = (("http", 80, 8080), ("https", 443, 8443))
+SLICES = "/apis/discovery.k8s.io/v1"
 
 
 def remote_namespaces() -> list[str]:
@@ -50,16 +55,39 @@ def remote_service(i: int) -> Json:
 
 def remote_endpoints(i: int) -> Json:
     namespace, name = _where(i)
+    labels = {"bench": "yes", "endpointslice.kubernetes.io/skip-mirror": "true"}
     return {
         "apiVersion": "v1",
         "kind": "Endpoints",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"bench": "yes"}},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "subsets": _subsets(i),
     }
 
 
+def _slice_body(i: int, churned: bool = False) -> Json:
+    [subset] = _subsets(i, churned)
+    return {
+        "endpoints": [{"addresses": [a["ip"]], "conditions": {"ready": True}}
+                      for a in subset["addresses"]],
+        "ports": subset["ports"],
+    }  # fmt: skip
+
+
+def remote_slice(i: int) -> Json:
+    namespace, name = _where(i)
+    labels = {"bench": "yes", "kubernetes.io/service-name": name,
+              "endpointslice.kubernetes.io/managed-by": "ksm-bench"}  # fmt: skip
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": f"{name}-1", "namespace": namespace, "labels": labels},
+        "addressType": "IPv4",
+        **_slice_body(i),
+    }
+
+
 def seed(remote: Raw, n: int, concurrency: int) -> None:
-    """N Services and their Endpoints, created concurrently (each pair in order)."""
+    """N Services with their Endpoints and slices, created concurrently (each in order)."""
     for namespace in remote_namespaces():
         remote.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
 
@@ -67,6 +95,7 @@ def seed(remote: Raw, n: int, concurrency: int) -> None:
         namespace, _ = _where(i)
         remote.request("POST", f"/api/v1/namespaces/{namespace}/services", remote_service(i))
         remote.request("POST", f"/api/v1/namespaces/{namespace}/endpoints", remote_endpoints(i))
+        remote.request("POST", f"{SLICES}/namespaces/{namespace}/endpointslices", remote_slice(i))
 
     for _ in run_all(one, range(n), concurrency):
         pass
@@ -90,14 +119,22 @@ def churn(remote: Raw, n: int, concurrency: int) -> int:
             {"subsets": _subsets(i, churned=True)},
             content_type="application/merge-patch+json",
         )
+        remote.request(
+            "PATCH",
+            f"{SLICES}/namespaces/{namespace}/endpointslices/{name}-1",
+            _slice_body(i, churned=True),
+            content_type="application/merge-patch+json",
+        )
 
     for _ in run_all(one, indexes, concurrency):
         pass
     return len(indexes)
 
 
-def mirror_bodies(service: Json, endpoints: Json | None, namespace: str) -> list[Json]:
-    """The mirror Service (and Endpoints) of a remote Service, as ksm-sync writes them."""
+def mirror_bodies(
+    service: Json, endpoints: Json | None, slices: list[Json], namespace: str
+) -> list[Json]:
+    """The mirror Service and its Endpoints or slices, as ksm-sync writes them."""
     meta = service["metadata"]
     name = f"{PREFIX}-{meta['name']}-{SEPARATOR}-{meta['namespace']}"
     metadata: dict[str, Any] = {
@@ -121,5 +158,17 @@ def mirror_bodies(service: Json, endpoints: Json | None, namespace: str) -> list
         bodies.append(
             {"apiVersion": "v1", "kind": "Endpoints", "metadata": metadata,
              "subsets": endpoints.get("subsets") or []}
+        )  # fmt: skip
+    for remote in slices:
+        digest = hashlib.sha256(remote["metadata"]["name"].encode()).hexdigest()[:10]
+        labels = {**metadata["labels"], "kubernetes.io/service-name": name,
+                  "endpointslice.kubernetes.io/managed-by": "ksm-sync"}  # fmt: skip
+        bodies.append(
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+             "metadata": {**metadata, "name": f"{name}-{digest}", "labels": labels},
+             "addressType": remote["addressType"],
+             "endpoints": [{"addresses": e["addresses"], "conditions": e.get("conditions", {})}
+                           for e in remote.get("endpoints") or ()],
+             "ports": remote.get("ports") or []}
         )  # fmt: skip
     return bodies
