@@ -336,3 +336,21 @@ def test_a_second_sigterm_stops_at_once_and_cleans_up(world: World, tmp_path: Pa
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "received again: stopping now" in stderr
     assert list(tmpdir.rglob("*")) == [], stderr
+
+
+def test_a_remote_of_a_family_the_local_cluster_has_not_is_skipped_and_named(world: World) -> None:
+    """An IPv6-only remote (the remote plane is dual-stack) into an IPv4-only local cluster:
+    an IPv4 cluster IP would have no backends, so the mirror is skipped with that reason."""
+    world.service("v6", ipFamilyPolicy="SingleStack", ipFamilies=["IPv6"])
+    world.endpoints("v6", [{"addresses": [{"ip": "fd00:10::7"}], "ports": [{"port": 80}]}])
+    world.service("v4")
+    v6 = world.remote.get("Service", world.remote_ns, "v6")["spec"]
+    assert v6["ipFamilies"] == ["IPv6"] and ":" in v6["clusterIP"]
+
+    result = world.run()
+
+    assert result.returncode == 1, result.stderr
+    assert summary(result.stderr)["skipped"] == 1 and summary(result.stderr)["created"] == 1
+    assert "the local cluster cannot give it the remote's IP family" in result.stderr
+    assert set(world.mirrors()) == {world.mirror_name("v4")}
+    assert world.mirror_name("v6") not in world.mirrors("Endpoints")  # not without its Service

@@ -129,8 +129,12 @@ def _remote_index(name: str) -> int:
 
 
 def service_range(name: str) -> str:
-    """Distinct per plane, so that a mirror's ClusterIP is visibly local."""
-    return "10.112.0.0/16" if name == LOCAL else f"10.{96 + _remote_index(name)}.0.0/16"
+    """Distinct per plane, so that a mirror's ClusterIP is visibly local. Remotes are
+    dual-stack (IPv4 first), so that they can have IPv6-only Services; local is IPv4 only."""
+    if name == LOCAL:
+        return "10.112.0.0/16"
+    index = 96 + _remote_index(name)
+    return f"10.{index}.0.0/16,fd00:{index}::/108"
 
 
 def pod_range(name: str) -> str:
