@@ -36,7 +36,6 @@ from ksm_sync.model import (
     subsets_to_api,
 )
 from ksm_sync.plan import PAST, Change, Kind, Object, change_of
-from ksm_sync.settings import Target
 
 Result = Literal["done", "conflict", "skipped", "failed", "raced", "abandoned"]
 UPDATE_ATTEMPTS = 3
@@ -53,13 +52,20 @@ class NamespaceMissing(Exception):
     """The mirror namespace does not exist: no write in it can succeed."""
 
 
+def _prefix(change: Change) -> str:
+    """The prefix whose mirror a change writes: its object carries it, desired or current."""
+    obj = change.desired or change.current
+    assert obj is not None
+    return obj.meta.label(ownership.PREFIX_LABEL) or ""
+
+
 class _Writer:
-    def __init__(self, kube: Kube, target: Target) -> None:
-        self.kube, self.target = kube, target
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube, self.namespace = kube, namespace
 
     def _path(self, kind: Kind, name: str = "") -> str:
         api, collection = _COLLECTIONS[kind]
-        path = f"{api}/namespaces/{self.target.namespace}/{collection}"
+        path = f"{api}/namespaces/{self.namespace}/{collection}"
         return f"{path}/{name}" if name else path
 
     def apply(self, change: Change) -> Outcome:
@@ -80,7 +86,7 @@ class _Writer:
             return Outcome(change, "done")
         except ApiError as error:
             if error.status == 404:
-                raise NamespaceMissing(self.target.namespace) from None
+                raise NamespaceMissing(self.namespace) from None
             if error.status == 422 and "not configured" in error.reason:
                 # The local cluster has no service range of the family the remote needs.
                 why = f"the local cluster cannot give it the remote's IP family: {error.reason}"
@@ -88,7 +94,7 @@ class _Writer:
             if error.status != 409:
                 raise
         existing = self._get(change)
-        held_by = ownership.holder(existing.meta if existing else None, self.target.prefix)
+        held_by = ownership.holder(existing.meta if existing else None, _prefix(change))
         if held_by == "ours":
             return Outcome(change, "raced", "created meanwhile by another ksm-sync; next pass")
         if held_by == "gone":
@@ -97,7 +103,7 @@ class _Writer:
             change,
             "conflict",
             f"a {change.kind} named {change.object_name} already exists without the labels of "
-            f"prefix {self.target.prefix!r}; left untouched",
+            f"prefix {_prefix(change)!r}; left untouched",
         )
 
     def _get(self, change: Change) -> Object | None:
@@ -129,7 +135,7 @@ class _Writer:
             fresh = self._get(change)  # changed since observed: look again
             if fresh is None:
                 return Outcome(change, "raced", "deleted since observed; next pass")
-            if ownership.holder(fresh.meta, self.target.prefix) == "theirs":
+            if ownership.holder(fresh.meta, _prefix(change)) == "theirs":
                 return Outcome(change, "conflict", "no longer ours since observed; left untouched")
             differs = change_of(change.desired, fresh)
             if differs is None:
@@ -161,7 +167,7 @@ class _Writer:
         fresh = self._get(change)
         if fresh is None:
             return Outcome(change, "done", "already gone")
-        if ownership.holder(fresh.meta, self.target.prefix) == "theirs":
+        if ownership.holder(fresh.meta, _prefix(change)) == "theirs":
             return Outcome(change, "conflict", "no longer ours since observed; left untouched")
         return Outcome(change, "raced", "changed since observed; next pass")
 
@@ -212,7 +218,7 @@ def _patch(desired: Object, resource_version: str) -> Json:
 def apply(
     changes: Iterable[Change],
     kube: Kube,
-    target: Target,
+    namespace: str,
     *,
     concurrency: int,
     on_outcome: Callable[[Outcome], None] | None = None,
@@ -228,7 +234,7 @@ def apply(
     outcomes of their own object and never stop the rest. Changes `kube` will not send (past
     the pass deadline, or stopping) are abandoned: the next pass makes them.
     """
-    writer = _Writer(kube, target)
+    writer = _Writer(kube, namespace)
     missing = threading.Event()
     ordered = sorted(changes, key=lambda c: (c.name, _order(c)))
     groups = [list(g) for _, g in groupby(ordered, key=lambda c: c.name)]
@@ -273,7 +279,7 @@ def apply(
         runs = pool.map(lambda group: context.copy().run(run, group), groups)
         results = [o for outcomes in runs for o in outcomes]
     if missing.is_set():
-        raise NamespaceMissing(target.namespace)
+        raise NamespaceMissing(namespace)
     return results
 
 

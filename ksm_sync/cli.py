@@ -7,6 +7,7 @@ program's spellings (`-label-selector x`, `-svc-sync=false`) are accepted unchan
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import signal
 import sys
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 import typer
 from loguru import logger
 
-from ksm_sync import __version__, credentials, logs
+from ksm_sync import __version__, config, credentials, logs
 from ksm_sync.corefile import server_block
 from ksm_sync.duration import format_duration, parse_duration
 from ksm_sync.errors import Unavailable, UsageError
@@ -30,10 +31,11 @@ from ksm_sync.naming import prefix_problem
 from ksm_sync.report import Report
 from ksm_sync.selector import selector_problem
 from ksm_sync.server import STALE_PERIODS, Health, Server
-from ksm_sync.settings import KubeconfigSource, Settings, TokenSource
+from ksm_sync.settings import KubeconfigSource, Remote, Settings, TokenSource
 from ksm_sync.sync import Observers, PassState, run_pass
 
 TOKEN_VARIABLE = "KSM_REMOTE_SERVICE_ACCOUNT_TOKEN"
+REMOTE_NAME = "remote"  # the one remote of the options, in messages and metrics
 LOCAL, REMOTE, MIRRORING, OUTPUT = "Local cluster", "Remote cluster", "Mirroring", "Output"
 METRICS = "Metrics"
 
@@ -62,13 +64,19 @@ class EndpointsApiName(StrEnum):
 
 
 def _options(
-    label_selector: Annotated[str, typer.Option(
+    label_selector: Annotated[str | None, typer.Option(
         envvar="KSM_LABEL_SELECTOR", rich_help_panel=MIRRORING, show_default=False,
-        help="(required) Label selector of the remote Services and Endpoints to mirror.")],
-    svc_prefix: Annotated[str, typer.Option(
+        help="(required, unless --config) Label selector of the remote Services (and their "
+        "endpoints) to mirror.")] = None,
+    svc_prefix: Annotated[str | None, typer.Option(
         envvar="KSM_SVC_PREFIX", rich_help_panel=MIRRORING, show_default=False,
-        help="(required) Prefix of mirror names (<prefix>-<name>-6d6972726f720a-<namespace>) "
-        "and value of their mirror-svc-prefix-sync label.")],
+        help="(required, unless --config) Prefix of mirror names "
+        "(<prefix>-<name>-6d6972726f720a-<namespace>) and value of their mirror-svc-prefix-sync "
+        "label.")] = None,
+    config: Annotated[str | None, typer.Option(
+        envvar="KSM_CONFIG", rich_help_panel=MIRRORING, show_default=False,
+        help="YAML file of several remotes (and global services), instead of the remote "
+        "options: see the README's \"Several remotes\".")] = None,
     kube_config: Annotated[str | None, typer.Option(
         envvar="KSM_KUBE_CONFIG", rich_help_panel=LOCAL, show_default=False,
         help="Kubeconfig of the local cluster. Default: KUBECONFIG, then in-cluster, "
@@ -168,8 +176,84 @@ app = typer.Typer(
 )
 
 
-def build_settings(options: dict[str, Any]) -> Settings:
-    """Validates every option before anything is touched; UsageError names the culprit."""
+# The options that describe the one remote; --config describes the remotes instead.
+REMOTE_OPTIONS = ("label_selector", "svc_prefix", "target_kube_config", "target_kube_context",
+                  "remote_api_url", "remote_ca_url", "remote_sa_token_path",
+                  "insecure_ca_over_http")  # fmt: skip
+# Settings a config file may hold too, by their key there: given twice, which one wins?
+IN_CONFIG = {"mirror_ns": "mirrorNamespace", "kube_config": "local", "kube_context": "local",
+             "policy": "policy", "max_delete_ratio": "maxDeleteRatio",
+             "endpoints_api": "endpointsApi"}  # fmt: skip
+
+
+def _name(option: str) -> str:
+    """An option as a user spells it: `--svc-prefix (KSM_SVC_PREFIX)`."""
+    flag = "--" + option.replace("_", "-")
+    return flag if option == "remote_sa_token_path" else f"{flag} (KSM_{option.upper()})"
+
+
+def build_settings(options: dict[str, Any], given: Callable[[str], bool]) -> Settings:
+    """Validates every option before anything is touched; UsageError names the culprit.
+
+    given(option) says whether the user set it (command line or variable), not a default.
+    """
+    file = config.load(options["config"]) if options["config"] else None
+    if file is not None:
+        if clash := [_name(o) for o in REMOTE_OPTIONS if given(o)]:
+            raise UsageError(
+                f"--config {options['config']} describes the remotes: drop {', '.join(clash)}"
+            )
+        for option, key in IN_CONFIG.items():
+            if given(option) and getattr(file, _FILE_FIELDS[key]) is not None:
+                raise UsageError(
+                    f"{key} is set in --config {options['config']} and by {_name(option)}: "
+                    "give it once"
+                )
+        remotes = file.remotes
+    else:
+        remotes = (_flag_remote(options),)
+    local = (file.local if file else None) or KubeconfigSource(
+        credentials.resolve_kubeconfig(options["kube_config"]), options["kube_context"]
+    )
+    credentials.check(local, "local")
+    for i, remote in enumerate(remotes):
+        where = f"--config {options['config']}: remotes[{i}]" if file else None
+        credentials.check(remote.credentials, "remote", where=where)
+    for option in ("resync_period", "pass_timeout", "request_timeout"):
+        options[option] = _parse(option, options[option])
+    if options["pass_timeout"] <= 0:
+        raise UsageError("--pass-timeout (KSM_PASS_TIMEOUT) must be longer than 0s")
+    if options["request_timeout"] <= 0:
+        raise UsageError("--request-timeout (KSM_REQUEST_TIMEOUT) must be longer than 0s")
+    mirror_ns = (file.mirror_namespace if file else None) or options["mirror_ns"]
+    policy = (file.policy if file else None) or options["policy"].value
+    ratio = file.max_delete_ratio if file and file.max_delete_ratio is not None else None
+    return Settings(
+        mirror_namespace=mirror_ns or credentials.default_namespace(local),
+        local=local,
+        remotes=remotes,
+        global_services=file.global_services if file else None,
+        svc_sync=options["svc_sync"],
+        policy=policy,
+        endpoints_api=(file.endpoints_api if file else None) or options["endpoints_api"].value,
+        max_delete_ratio=options["max_delete_ratio"] if ratio is None else ratio,
+        dry_run=options["dry_run"],
+        concurrency=options["concurrency"],
+        pass_timeout=options["pass_timeout"],
+        request_timeout=options["request_timeout"],
+    )
+
+
+_FILE_FIELDS = {"mirrorNamespace": "mirror_namespace", "local": "local", "policy": "policy",
+                "maxDeleteRatio": "max_delete_ratio", "endpointsApi": "endpoints_api"}  # fmt: skip
+
+
+def _flag_remote(options: dict[str, Any]) -> Remote:
+    """The one remote of kube-service-mirror's options."""
+    for option in ("label_selector", "svc_prefix"):
+        if not options[option]:
+            raise UsageError(f"Missing option '--{option.replace('_', '-')}' "
+                             f"(KSM_{option.upper()}), or give --config")  # fmt: skip
     if problem := selector_problem(options["label_selector"]):
         raise UsageError(f"--label-selector (KSM_LABEL_SELECTOR) is invalid: {problem}")
     if problem := prefix_problem(options["svc_prefix"]):
@@ -197,32 +281,7 @@ def build_settings(options: dict[str, Any]) -> Settings:
             "no remote cluster: give --target-kube-config (KSM_TARGET_KUBE_CONFIG), or "
             "--remote-api-url with --remote-ca-url and a token"
         )
-    local = KubeconfigSource(
-        credentials.resolve_kubeconfig(options["kube_config"]), options["kube_context"]
-    )
-    credentials.check(local, "local")
-    credentials.check(remote, "remote")
-    for option in ("resync_period", "pass_timeout", "request_timeout"):
-        options[option] = _parse(option, options[option])
-    if options["pass_timeout"] <= 0:
-        raise UsageError("--pass-timeout (KSM_PASS_TIMEOUT) must be longer than 0s")
-    if options["request_timeout"] <= 0:
-        raise UsageError("--request-timeout (KSM_REQUEST_TIMEOUT) must be longer than 0s")
-    return Settings(
-        label_selector=options["label_selector"],
-        prefix=options["svc_prefix"],
-        mirror_namespace=options["mirror_ns"] or credentials.default_namespace(local),
-        local=local,
-        remote=remote,
-        svc_sync=options["svc_sync"],
-        policy=options["policy"].value,
-        endpoints_api=options["endpoints_api"].value,
-        max_delete_ratio=options["max_delete_ratio"],
-        dry_run=options["dry_run"],
-        concurrency=options["concurrency"],
-        pass_timeout=options["pass_timeout"],
-        request_timeout=options["request_timeout"],
-    )
+    return Remote(REMOTE_NAME, options["svc_prefix"], options["label_selector"], remote)
 
 
 def _parse(option: str, value: str) -> float:
@@ -233,11 +292,16 @@ def _parse(option: str, value: str) -> float:
         raise UsageError(f"{name} (KSM_{option.upper()}) is invalid: {error}") from None
 
 
-def _run(mode: str, options: dict[str, Any]) -> None:
+def _run(mode: str, options: dict[str, Any], ctx: typer.Context) -> None:
     logs.configure(options["log_level"].value, options["log_format"].value)
     stop = _stop_on_signals()  # from the start: a signal during start-up stops cleanly too
+
+    def given(option: str) -> bool:
+        source = ctx.get_parameter_source(option)
+        return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
     try:
-        settings = build_settings(dict(options))
+        settings = build_settings(dict(options), given)
     except (UsageError, Unavailable) as error:
         logger.error(str(error))
         raise typer.Exit(error.exit_code) from None
@@ -246,17 +310,23 @@ def _run(mode: str, options: dict[str, Any]) -> None:
         logger.error("--resync-period (KSM_RESYNC_PERIOD) must be longer than 0s for loop")
         raise typer.Exit(UsageError.exit_code)
     logger.debug("settings: {} resync_period={}", settings, period)  # secrets have repr=False
-    logger.bind(mode=mode, prefix=settings.prefix, mirror_namespace=settings.mirror_namespace).info(
-        "ksm-sync {} {}: selector {!r}, prefix {!r}, mirror namespace {!r}{}",
+    prefixes = ",".join(settings.prefixes)
+    logger.bind(mode=mode, prefix=prefixes, mirror_namespace=settings.mirror_namespace).info(
+        "ksm-sync {} {}: {}, mirror namespace {!r}{}",
         __version__,
         mode,
-        settings.label_selector,
-        settings.prefix,
+        _describe(settings),
         settings.mirror_namespace,
         f", every {format_duration(period)}" if mode == "loop" else "",
     )
+    names = tuple(r.name for r in settings.remotes) + (
+        ("global",) if settings.global_services else ()
+    )
     metrics = Metrics(
-        version=__version__, prefix=settings.prefix, mirror_namespace=settings.mirror_namespace
+        version=__version__,
+        prefix=prefixes,
+        mirror_namespace=settings.mirror_namespace,
+        remotes=names,
     )
     health = Health(max_age=STALE_PERIODS * period + settings.pass_timeout)
     server = None
@@ -295,6 +365,19 @@ def _run(mode: str, options: dict[str, Any]) -> None:
             _loop(one_pass, period, server, stop)
             code = 0
     raise typer.Exit(code)
+
+
+def _describe(settings: Settings) -> str:
+    """What is mirrored, for the start-up line."""
+    if len(settings.remotes) == 1 and settings.global_services is None:
+        [remote] = settings.remotes
+        return f"selector {remote.label_selector!r}, prefix {remote.prefix!r}"
+    parts = [f"{r.name} (prefix {r.prefix!r}, selector {r.label_selector!r})"
+             for r in settings.remotes]  # fmt: skip
+    if (wanted := settings.global_services) is not None:
+        parts.append(f"global services (prefix {wanted.prefix!r}, selector "
+                     f"{wanted.label_selector!r})")  # fmt: skip
+    return "remotes " + ", ".join(parts)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -338,10 +421,19 @@ def _loop(
 
 
 def _command(mode: str, doc: str) -> Any:
-    @functools.wraps(_options)
-    def command(**options: Any) -> None:
-        _run(mode, options)
+    """A command taking every option of the template, and the context (to tell what the
+    user set from what defaulted)."""
 
+    @functools.wraps(_options)
+    def command(ctx: typer.Context, **options: Any) -> None:
+        _run(mode, options, ctx)
+
+    template = inspect.signature(_options, eval_str=True)
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                annotation=typer.Context)  # fmt: skip
+    command.__signature__ = template.replace(  # type: ignore[attr-defined]
+        parameters=[context, *template.parameters.values()]
+    )
     command.__doc__ = doc
     return command
 
@@ -356,20 +448,41 @@ app.command("loop", help="Run a pass every --resync-period until SIGTERM.")(
 
 @app.command("corefile")
 def _corefile(
-    svc_prefix: Annotated[str, typer.Option(
-        envvar="KSM_SVC_PREFIX", show_default=False, help="(required) Prefix of mirror names.")],
-    mirror_ns: Annotated[str, typer.Option(
-        envvar="KSM_MIRROR_NS", show_default=False, help="(required) Namespace of the mirrors.")],
+    svc_prefix: Annotated[str | None, typer.Option(
+        envvar="KSM_SVC_PREFIX", show_default=False,
+        help="(required, unless --config) Prefix of mirror names.")] = None,
+    mirror_ns: Annotated[str | None, typer.Option(
+        envvar="KSM_MIRROR_NS", show_default=False,
+        help="(required, unless --config says) Namespace of the mirrors.")] = None,
     remote_domain: Annotated[str | None, typer.Option(
         envvar="KSM_REMOTE_DOMAIN", show_default=False,
         help="Domain under which users reach the remote. Default: cluster.<svc-prefix>.")] = None,
     cluster_domain: Annotated[str, typer.Option(
         envvar="KSM_CLUSTER_DOMAIN", help="Domain of the local cluster.")] = "cluster.local",
+    config_file: Annotated[str | None, typer.Option(
+        "--config", envvar="KSM_CONFIG", show_default=False,
+        help="The blocks of every remote and of the global services of this config file, "
+        "each under cluster.<its prefix>.")] = None,
 ) -> None:  # fmt: skip
     """Print the CoreDNS server block that answers the remote's names from the mirrors."""
     try:
-        block = server_block(svc_prefix, mirror_ns, remote_domain, cluster_domain)
-    except ValueError as error:
+        if config_file:
+            if svc_prefix or remote_domain:
+                raise UsageError("--config gives the prefixes: drop --svc-prefix, --remote-domain")
+            file = config.load(config_file)
+            namespace = file.mirror_namespace or mirror_ns
+            if not namespace:
+                raise UsageError(f"--config {config_file} has no mirrorNamespace: give --mirror-ns")
+            prefixes = [r.prefix for r in file.remotes]
+            if file.global_services:
+                prefixes.append(file.global_services.prefix)
+            blocks = [server_block(p, namespace, None, cluster_domain) for p in prefixes]
+            block = "\n".join(blocks)
+        else:
+            if not svc_prefix or not mirror_ns:
+                raise UsageError("give --svc-prefix and --mirror-ns, or --config")
+            block = server_block(svc_prefix, mirror_ns, remote_domain, cluster_domain)
+    except (ValueError, UsageError) as error:
         typer.echo(f"ksm-sync corefile: {error}", err=True)
         raise typer.Exit(UsageError.exit_code) from None
     typer.echo(block, nl=False)

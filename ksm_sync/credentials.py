@@ -86,14 +86,19 @@ def _unreadable(error: Exception) -> str:
     return f"cannot be read ({type(error).__name__}: {error})"
 
 
-def check(source: KubeconfigSource | TokenSource, side: str) -> None:
-    """Fails now, with exit status 2, on what would make every pass fail the same way."""
+def check(source: KubeconfigSource | TokenSource, side: str, where: str | None = None) -> None:
+    """Fails now, with exit status 2, on what would make every pass fail the same way.
+
+    where names a remote of a config file (`--config F: remotes[0]`) in messages.
+    """
     if isinstance(source, TokenSource):
         read_token(source)
         check_remote_urls(source)
     elif source.path is not None:
         option = "--kube-config" if side == "local" else "--target-kube-config"
         context_option = "--kube-context" if side == "local" else "--target-kube-context"
+        if where:
+            option, context_option = f"{where}.kubeconfig", f"{where}.context"
         _context(source, option, context_option)
         with tempfile.TemporaryDirectory(prefix="ksm-sync-check-") as scratch:
             _load_kubeconfig(source, Configuration(), Path(scratch))  # base64, keys: no network

@@ -27,10 +27,10 @@ from ksm_sync.model import Json
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0
-# Observers see every request: (side, verb, status code or 0, seconds).
-RequestObserver = Callable[[str, str, int, float], None]
-# Retry observers see every retry of a request: (side,).
-RetryObserver = Callable[[str], None]
+# Observers see every request: (side, cluster, verb, status code or 0, seconds).
+RequestObserver = Callable[[str, str, str, int, float], None]
+# Retry observers see every retry of a request: (side, cluster).
+RetryObserver = Callable[[str, str], None]
 
 
 class ApiError(Exception):
@@ -122,13 +122,17 @@ class Kube:
         client: ApiClient,
         side: str,
         *,
+        cluster: str | None = None,
         deadline: float,
         retry: RetryPolicy = RetryPolicy(),
         observer: RequestObserver | None = None,
         on_retry: RetryObserver | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        self.client, self.side, self.deadline, self.retry = client, side, deadline, retry
+        self.client, self.deadline, self.retry = client, deadline, retry
+        self.kind, self.cluster = side, cluster or side  # "local" or "remote"; which one
+        # How errors name it: "local", "remote", or "remote east" when remotes have names.
+        self.side = side if self.cluster == side else f"{side} {self.cluster}"
         self.observer, self.on_retry = observer, on_retry
         self.stop = stop or threading.Event()
 
@@ -257,7 +261,7 @@ class Kube:
             raise ApiError(self.side, method, path, 0, f"{type(error).__name__}: {error}") from None
         finally:
             if self.observer:
-                self.observer(self.side, verb, status, time.monotonic() - started)
+                self.observer(self.kind, self.cluster, verb, status, time.monotonic() - started)
         if not 200 <= status < 300:
             raise ApiError(
                 self.side,
@@ -298,4 +302,4 @@ class Kube:
             "retrying in {:.2f}s after: {}", state.upcoming_sleep, error
         )
         if self.on_retry:
-            self.on_retry(self.side)
+            self.on_retry(self.kind, self.cluster)

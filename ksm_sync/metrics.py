@@ -42,7 +42,6 @@ CHANGE_KINDS = {
     "failed": "failed",
     "abandoned": "abandoned",
 }
-SIDES = ("remote", "local")
 PASS_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 LAST_SUCCESS = "ksm_sync_last_success_timestamp_seconds"
 PUSH_JOB = "ksm-sync"
@@ -67,7 +66,11 @@ class _LastSuccess(Collector):
 class Metrics:
     """Every ksm_sync_ metric; `request` and `retry` are the hooks kube.Kube calls."""
 
-    def __init__(self, *, version: str, prefix: str, mirror_namespace: str) -> None:
+    def __init__(
+        self, *, version: str, prefix: str, mirror_namespace: str, remotes: tuple[str, ...]
+    ) -> None:
+        """prefix: the prefixes, comma-separated; remotes: the remotes' names (and "global"
+        when global services are mirrored): the `remote` label of the per-remote series."""
         disable_created_metrics()  # no *_created series: noise in textfiles and pushes
         self.prefix, self.mirror_namespace = prefix, mirror_namespace
         self.registry = r = CollectorRegistry()
@@ -86,8 +89,21 @@ class Metrics:
         )
         self.changes = Counter(
             "ksm_sync_changes",
-            "Mirrors by what a pass did to them (dry runs not counted).",
-            ["kind"],
+            "Mirrors by what a pass did to them (dry runs not counted), by remote.",
+            ["remote", "kind"],
+            registry=r,
+        )
+        self.remote_up = Gauge(
+            "ksm_sync_remote_up",
+            "1 when the last pass read the remote whole; 0 when it could not (its mirrors were "
+            "left as they were).",
+            ["remote"],
+            registry=r,
+        )
+        self.remote_success = Gauge(
+            "ksm_sync_remote_last_success_timestamp_seconds",
+            "Unix time the last pass ended that read the remote and wrote all it planned for it.",
+            ["remote"],
             registry=r,
         )
         self.objects = Gauge(
@@ -98,20 +114,20 @@ class Metrics:
         )
         self.requests = Counter(
             "ksm_sync_api_requests",
-            "API requests, by code (0: no HTTP answer).",
-            ["side", "verb", "code"],
+            "API requests, by code (0: no HTTP answer); cluster: local, or the remote's name.",
+            ["side", "cluster", "verb", "code"],
             registry=r,
         )
         self.request_duration = Histogram(
             "ksm_sync_api_request_duration_seconds",
             "API request latency.",
-            ["side", "verb"],
+            ["side", "cluster", "verb"],
             registry=r,
         )
         self.retries = Counter(
             "ksm_sync_retries",
             "API requests retried after a transient failure.",
-            ["side"],
+            ["side", "cluster"],
             registry=r,
         )
         self.guard = Gauge(
@@ -126,8 +142,8 @@ class Metrics:
         )
         self.last_changes = Gauge(
             "ksm_sync_last_pass_changes",
-            "Mirrors by what the last pass that ran did (or, dry run, planned) to them.",
-            ["kind"],
+            "Mirrors by what the last pass that ran did (or, dry run, planned) to them, by remote.",
+            ["remote", "kind"],
             registry=r,
         )
         self.last_success = _LastSuccess()
@@ -136,38 +152,46 @@ class Metrics:
         info.info({"version": version, "prefix": prefix, "mirror_namespace": mirror_namespace})
         for result in RESULTS:  # series exist at 0 from the start: rate() works
             self.passes.labels(result)
-        for kind in CHANGE_KINDS.values():
-            self.changes.labels(kind)
-        for side in SIDES:
-            self.retries.labels(side)
+        self.retries.labels("local", "local")
+        for remote in remotes:
+            for kind in CHANGE_KINDS.values():
+                self.changes.labels(remote, kind)
+            self.retries.labels("remote", remote)
 
-    def request(self, side: str, verb: str, status: int, seconds: float) -> None:
+    def request(self, side: str, cluster: str, verb: str, status: int, seconds: float) -> None:
         """kube.RequestObserver: one API request."""
-        self.requests.labels(side, verb, str(status)).inc()
-        self.request_duration.labels(side, verb).observe(seconds)
+        self.requests.labels(side, cluster, verb, str(status)).inc()
+        self.request_duration.labels(side, cluster, verb).observe(seconds)
 
-    def retry(self, side: str) -> None:
-        """One retry of a request on that side."""
-        self.retries.labels(side).inc()
+    def retry(self, side: str, cluster: str) -> None:
+        """One retry of a request to that cluster."""
+        self.retries.labels(side, cluster).inc()
 
     def record(self, report: Report) -> None:
         """A finished pass."""
         self.passes.labels(report.result).inc()
         self.pass_duration.observe(report.duration)
         self.last_exit.set(report.exit_code)
+        for remote in report.remote_errors:
+            self.remote_up.labels(remote).set(0)
         if report.error is not None or report.stopped is not None:
             return
         for key, value in report.objects.items():
             side, kind = key.split("_", 1)
             self.objects.labels(side, kind).set(value)
         self.guard.set(1 if report.guard else 0)
-        for key in (*FIELDS, *OCCASIONAL):
-            self.last_changes.labels(CHANGE_KINDS.get(key, key)).set(report.counts.get(key, 0))
-        if report.dry_run:
-            return
-        for key, kind in CHANGE_KINDS.items():
-            self.changes.labels(kind).inc(report.counts.get(key, 0))
-        if report.succeeded:
+        for remote, counts in report.by_remote.items():
+            self.remote_up.labels(remote).set(1)
+            for key in (*FIELDS, *OCCASIONAL):
+                kind = CHANGE_KINDS.get(key, key)
+                self.last_changes.labels(remote, kind).set(counts.get(key, 0))
+            if report.dry_run:
+                continue
+            for key, kind in CHANGE_KINDS.items():
+                self.changes.labels(remote, kind).inc(counts.get(key, 0))
+            if not counts.get("failed", 0) and not counts.get("abandoned", 0):
+                self.remote_success.labels(remote).set(time.time())
+        if report.succeeded and not report.dry_run:
             self.last_success.value = time.time()
 
     def exposition(self) -> bytes:

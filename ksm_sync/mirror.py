@@ -64,13 +64,16 @@ def mirror_service(remote: Service, meta: Meta) -> Service:
     )
 
 
-def mirror_slice(remote: EndpointSlice, mirror: str, target: Target, ref: Ref) -> EndpointSlice:
+def mirror_slice(
+    remote: EndpointSlice, mirror: str, target: Target, ref: Ref, *, source: str | None = None
+) -> EndpointSlice:
     """A remote slice, as the mirror's: its address type, ports and endpoints.
 
     nodeName, zone and hints are dropped: they name the remote's nodes and zones, and a
-    local zone of the same name would steer topology-aware routing to remote pods.
+    local zone of the same name would steer topology-aware routing to remote pods. The
+    name comes from source (default: the remote slice's name), the same every pass.
     """
-    name = slice_name(mirror, remote.meta.ref.name)
+    name = slice_name(mirror, source or remote.meta.ref.name)
     meta = ownership.slice_meta(name, target.namespace, target.prefix, ref, mirror)
     return EndpointSlice(meta, mirror, remote.address_type, remote.ports, remote.endpoints)
 

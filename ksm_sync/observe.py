@@ -1,9 +1,14 @@
-"""Observe: complete lists of remote Services/Endpoints and of this prefix's local mirrors."""
+"""Observe: complete lists of each remote's selected Services with their endpoints, and of
+the local mirrors of every prefix this run owns.
+
+A list is complete or it is an ApiError: a pass never acts on part of the world. The local
+namespace is listed once per pass, whatever the number of remotes.
+"""
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,54 +22,77 @@ from ksm_sync.model import (
     service_from_api,
     slice_from_api,
 )
-from ksm_sync.settings import Target
+from ksm_sync.settings import EndpointsApi
 
 PAGE_SIZE = 500
 SLICES_API = "/apis/discovery.k8s.io/v1"
 
 
 @dataclass(frozen=True)
-class Observed:
-    """The remote's Services with their Endpoints or slices (whichever the target mirrors),
-    and the local mirrors with both their Endpoints and slices: the other kind is what a
-    change of --endpoints-api replaces."""
+class Objects:
+    """Services with their Endpoints and EndpointSlices: a remote's selected ones (with
+    whichever endpoints are mirrored), or the local mirrors (with both kinds, since either
+    replaces the other when --endpoints-api changes)."""
 
-    remote_services: tuple[Service, ...]
-    remote_endpoints: tuple[Endpoints, ...]
-    remote_slices: tuple[EndpointSlice, ...]
-    local_services: tuple[Service, ...]
-    local_endpoints: tuple[Endpoints, ...]
-    local_slices: tuple[EndpointSlice, ...]
+    services: tuple[Service, ...] = ()
+    endpoints: tuple[Endpoints, ...] = ()
+    slices: tuple[EndpointSlice, ...] = ()
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, side: str) -> dict[str, int]:
         """How many objects each list held: the metrics' and the summary's view of the world."""
         return {
-            "remote_services": len(self.remote_services),
-            "remote_endpoints": len(self.remote_endpoints),
-            "remote_endpointslices": len(self.remote_slices),
-            "local_services": len(self.local_services),
-            "local_endpoints": len(self.local_endpoints),
-            "local_endpointslices": len(self.local_slices),
+            f"{side}_services": len(self.services),
+            f"{side}_endpoints": len(self.endpoints),
+            f"{side}_endpointslices": len(self.slices),
         }
 
+    def of_prefix(self, prefix: str) -> Objects:
+        """The mirrors one prefix owns."""
 
-def observe(
-    remote: Kube,
-    local: Kube,
-    *,
-    label_selector: str,
-    target: Target,
-    page_size: int = PAGE_SIZE,
-) -> Observed:
-    """All four lists, complete, or ApiError: a pass never acts on part of the world."""
-    remote_query = {"labelSelector": label_selector}
-    local_query = {"labelSelector": ownership.selector(target.prefix)}
-    with _collector_paused():
-        return _observe(remote, local, remote_query, local_query, target, page_size)
+        def mine(objects: Iterable) -> tuple:
+            return tuple(o for o in objects if ownership.owned(o.meta, prefix))
+
+        return Objects(mine(self.services), mine(self.endpoints), mine(self.slices))
+
+
+def observe_remote(
+    kube: Kube, label_selector: str, endpoints_api: EndpointsApi, page_size: int = PAGE_SIZE
+) -> Objects:
+    """A remote's Services matching label_selector, in all namespaces, with their endpoints."""
+    query = {"labelSelector": label_selector}
+    services = _list(kube, "/api/v1/services", query, service_from_api, page_size)
+    if endpoints_api == "endpoints":
+        endpoints = _list(kube, "/api/v1/endpoints", query, endpoints_from_api, page_size)
+        return Objects(services, endpoints=endpoints)
+    slices = _list(kube, f"{SLICES_API}/endpointslices", query, slice_from_api, page_size)
+    return Objects(services, slices=slices)
+
+
+def observe_local(
+    kube: Kube, namespace: str, prefixes: Iterable[str], page_size: int = PAGE_SIZE
+) -> Objects:
+    """The mirrors of these prefixes in the mirror namespace, each kind in one list."""
+    query = {"labelSelector": ownership.selector(*prefixes)}
+    core = f"/api/v1/namespaces/{namespace}"
+    return Objects(
+        _list(kube, f"{core}/services", query, service_from_api, page_size),
+        _list(kube, f"{core}/endpoints", query, endpoints_from_api, page_size),
+        _list(
+            kube,
+            f"{SLICES_API}/namespaces/{namespace}/endpointslices",
+            query,
+            slice_from_api,
+            page_size,
+        ),
+    )
+
+
+def _list(kube: Kube, path: str, query: dict[str, str], convert: Callable, page_size: int) -> tuple:
+    return tuple(kube.list_all(path, query, page_size=page_size, convert=convert))
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Keeps Python's cyclic garbage collector off while lists become models.
 
     Parsing and converting 10,000 Services and Endpoints allocates millions of
@@ -88,31 +116,3 @@ def _collector_paused() -> Iterator[None]:
         gc.freeze()
         if enabled:
             gc.enable()
-
-
-def _observe(
-    remote: Kube,
-    local: Kube,
-    remote_query: dict[str, str],
-    local_query: dict[str, str],
-    target: Target,
-    page_size: int,
-) -> Observed:
-    def listed(kube: Kube, path: str, query: dict[str, str], convert: Callable) -> tuple:
-        return tuple(kube.list_all(path, query, page_size=page_size, convert=convert))
-
-    core = f"/api/v1/namespaces/{target.namespace}"
-    discovery = f"{SLICES_API}/namespaces/{target.namespace}"
-    slices_mode = target.endpoints_api == "endpointslices"
-    return Observed(
-        remote_services=listed(remote, "/api/v1/services", remote_query, service_from_api),
-        remote_endpoints=()
-        if slices_mode
-        else listed(remote, "/api/v1/endpoints", remote_query, endpoints_from_api),
-        remote_slices=listed(remote, f"{SLICES_API}/endpointslices", remote_query, slice_from_api)
-        if slices_mode
-        else (),
-        local_services=listed(local, f"{core}/services", local_query, service_from_api),
-        local_endpoints=listed(local, f"{core}/endpoints", local_query, endpoints_from_api),
-        local_slices=listed(local, f"{discovery}/endpointslices", local_query, slice_from_api),
-    )

@@ -23,6 +23,10 @@ REMOTE_NAME_ANNOTATION = "ksm-sync/remote-name"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MANAGED_BY = "ksm-sync"
+# A global service's slices say which cluster they came from; its Service, since when each
+# cluster that could not be read has been so (see `merge`).
+SOURCE_LABEL = "ksm-sync/source-cluster"
+UNREACHABLE_ANNOTATION = "ksm-sync/unreachable-since"
 
 # What a name already taken on the local cluster turns out to be, when a write meets it.
 Holder = Literal["ours", "theirs", "gone"]
@@ -32,9 +36,11 @@ def labels(prefix: str) -> dict[str, str]:
     return {MIRRORED_LABEL: "true", PREFIX_LABEL: prefix}
 
 
-def selector(prefix: str) -> str:
-    """The label selector of this prefix's mirrors: the only local objects a pass lists."""
-    return ",".join(f"{key}={value}" for key, value in labels(prefix).items())
+def selector(*prefixes: str) -> str:
+    """The label selector of these prefixes' mirrors: the only local objects a pass lists."""
+    if len(prefixes) == 1:
+        return ",".join(f"{key}={value}" for key, value in labels(prefixes[0]).items())
+    return f"{MIRRORED_LABEL}=true,{PREFIX_LABEL} in ({','.join(sorted(prefixes))})"
 
 
 def annotations(remote: Ref) -> dict[str, str]:

@@ -38,10 +38,14 @@ class Report:
     guard: str | None = None  # the mass-deletion guard held deletes back
     dry_run: bool = False
     objects: dict[str, int] = field(default_factory=dict)  # observed: remote_services, ...
+    # With several remotes: the counts of each (and of the global services), and the remotes
+    # that could not be read, why. Their mirrors were left as they are.
+    by_remote: dict[str, dict[str, int]] = field(default_factory=dict)
+    remote_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def result(self) -> PassResult:
-        if self.error is not None:
+        if self.error is not None or self.remote_errors:
             return "error"
         trouble = sum(self.counts.get(k, 0) for k in TROUBLE)
         return "partial" if trouble or self.guard or self.stopped else "success"
@@ -57,7 +61,7 @@ class Report:
         Skips, conflicts and a tripped guard do not count against it: another pass
         cannot fix them, and each has an alert of its own.
         """
-        if self.error is not None or self.stopped is not None:
+        if self.error is not None or self.stopped is not None or self.remote_errors:
             return False
         return not self.counts.get("failed", 0) and not self.counts.get("abandoned", 0)
 
@@ -69,7 +73,10 @@ class Report:
         counts = " ".join(f"{k}={self.counts.get(k, 0)}" for k in FIELDS)
         extra = "".join(f" {k}={self.counts[k]}" for k in OCCASIONAL if self.counts.get(k))
         verb = "dry run planned" if self.dry_run else "pass done"
-        return f"{verb}: {counts}{extra} duration={self.duration:.2f}s"
+        failing = "".join(
+            f"; remote {name} not read: {why}" for name, why in self.remote_errors.items()
+        )
+        return f"{verb}: {counts}{extra} duration={self.duration:.2f}s{failing}"
 
     def fields(self) -> dict[str, object]:
         """The summary as structured log fields, so pipelines need not parse the message."""
@@ -89,6 +96,9 @@ class Report:
             fields["objects"] = dict(self.objects)
         if self.guard:
             fields["guard"] = self.guard
+        if len(self.by_remote) > 1 or self.remote_errors:
+            fields["remotes"] = {name: dict(c) for name, c in self.by_remote.items()}
+            fields["remote_errors"] = dict(self.remote_errors)
         return fields
 
 
@@ -112,9 +122,12 @@ def _mirror_result(outcomes: list[Outcome]) -> str:
 
 
 def tally(plan: Plan, outcomes: Iterable[Outcome]) -> dict[str, int]:
+    """The counts of one plan, from the outcomes of a pass (which may hold other plans')."""
+    mine = {id(c) for c in plan.changes}
     by_name: dict[str, list[Outcome]] = {}
     for outcome in outcomes:
-        by_name.setdefault(outcome.change.name, []).append(outcome)
+        if id(outcome.change) in mine:
+            by_name.setdefault(outcome.change.name, []).append(outcome)
     counts = Counter(_mirror_result(group) for group in by_name.values())
     counts["unchanged"] += plan.unchanged
     counts["skipped"] += len(plan.skipped)

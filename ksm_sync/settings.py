@@ -32,7 +32,7 @@ class Target:
     """Where one remote's mirrors go: the value each step of a pass is given.
 
     Steps take this rather than Settings, so that they need not know where settings
-    come from, and one pass can later plan several remotes.
+    come from, and one pass can plan several remotes.
     """
 
     prefix: str
@@ -41,12 +41,31 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Settings:
-    label_selector: str
+class Remote:
+    """One remote cluster: how to reach it, what of it is mirrored, under which prefix."""
+
+    name: str  # in logs, metrics and the slices of global services
     prefix: str
+    label_selector: str
+    credentials: KubeconfigSource | TokenSource
+
+
+@dataclass(frozen=True)
+class GlobalServices:
+    """Remote Services with this label merged, by namespace and name, across the remotes."""
+
+    prefix: str
+    label_selector: str
+    include_local: bool = False  # the local cluster's own endpoints too
+    unreachable_after: float = 300.0  # seconds before an unreachable remote's slices go
+
+
+@dataclass(frozen=True)
+class Settings:
     mirror_namespace: str
     local: KubeconfigSource
-    remote: KubeconfigSource | TokenSource
+    remotes: tuple[Remote, ...]
+    global_services: GlobalServices | None = None
     svc_sync: bool = True
     policy: Literal["sync", "upsert-only"] = "sync"
     max_delete_ratio: float = 0.5
@@ -57,6 +76,11 @@ class Settings:
     page_size: int = 500
     endpoints_api: EndpointsApi = "endpointslices"
 
+    def target(self, prefix: str) -> Target:
+        return Target(prefix, self.mirror_namespace, self.endpoints_api)
+
     @property
-    def target(self) -> Target:
-        return Target(self.prefix, self.mirror_namespace, self.endpoints_api)
+    def prefixes(self) -> tuple[str, ...]:
+        """Every prefix this run owns mirrors of: the remotes', and the global services'."""
+        own = tuple(r.prefix for r in self.remotes)
+        return own + ((self.global_services.prefix,) if self.global_services else ())

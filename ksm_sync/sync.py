@@ -2,14 +2,22 @@
 
 Each step is a module of its own; this one runs them in order, and `run_pass` is the one
 place where a pass ends: whatever stopped it becomes its report, which is logged there.
+
+With several remotes, the local mirror namespace is listed once and the remotes at the same
+time; each remote is planned on its own prefix, the global services across all of them, and
+every change is applied in one go. A remote that cannot be read leaves its mirrors exactly as
+they are for that pass while the others are mirrored.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,20 +34,24 @@ from ksm_sync.kube import (
     RetryObserver,
     RetryPolicy,
 )
+from ksm_sync.merge import LOCAL_CLUSTER, Source, desired_global
 from ksm_sync.mirror import desired_mirrors
 from ksm_sync.model import Ref
-from ksm_sync.observe import observe
+from ksm_sync.observe import Objects, collector_paused, observe_local, observe_remote
 from ksm_sync.plan import Plan, Policy, calculate
 from ksm_sync.progress import Progress
 from ksm_sync.report import Report, describe, describe_skip, planned, tally
-from ksm_sync.settings import KubeconfigSource, Settings, Target, TokenSource
+from ksm_sync.settings import KubeconfigSource, Remote, Settings, TokenSource
+
+GLOBAL = "global"  # how the global services' plan is named in reports and metrics
 
 
 @dataclass
 class PassState:
-    """What a long-running `loop` remembers between passes (nothing else is remembered)."""
+    """What a long-running `loop` remembers between passes (nothing else is remembered):
+    the remote Services each prefix has seen, for --no-svc-sync."""
 
-    seen_remotes: set[Ref] = field(default_factory=set)
+    seen_remotes: dict[str, set[Ref]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,13 +62,22 @@ class Observers:
     retry: RetryObserver | None = None
 
 
-def policy_for(settings: Settings, state: PassState | None) -> Policy:
+@dataclass(frozen=True)
+class _Seen:
+    """One remote, read: its own selected objects and its global ones; or why not."""
+
+    own: Objects | None = None
+    shared: Objects | None = None
+    error: str | None = None
+
+
+def policy_for(settings: Settings, prefix: str, state: PassState | None) -> Policy:
     if settings.policy == "upsert-only":
         return Policy(delete=False, max_delete_ratio=settings.max_delete_ratio)
     if settings.svc_sync:
         return Policy(max_delete_ratio=settings.max_delete_ratio)
     # --no-svc-sync: only mirrors whose remote this process saw, and no longer sees.
-    seen = frozenset(state.seen_remotes) if state else frozenset()
+    seen = frozenset(state.seen_remotes.get(prefix, ())) if state else frozenset()
     return Policy(deletable_remotes=seen, max_delete_ratio=settings.max_delete_ratio)
 
 
@@ -67,25 +88,28 @@ def run_pass(
     state: PassState | None = None,
     cancel: threading.Event | None = None,
     observers: Observers = Observers(),
+    now: Callable[[], float] = time.time,
 ) -> Report:
     """Runs one pass and logs its report; never raises for a cluster's fault, only reports it."""
     started = time.monotonic()
     with logger.contextualize(pass_id=uuid.uuid4().hex[:8]):
         try:
-            report = _steps(settings, settings.target, started, workdir, state, cancel, observers)
+            report = _steps(settings, started, workdir, state, cancel, observers, now())
+        except _NoRemote as error:
+            report = Report(error=str(error), remote_errors=error.errors)
         except NotSent as error:
             if cancel is not None and cancel.is_set():
                 report = Report(stopped=f"{error.reason} before the lists were complete")
             else:
-                report = Report(error=_why(error, settings.target))
+                report = Report(error=_why(error, settings.mirror_namespace))
         except (ApiError, Unavailable, UsageError, NamespaceMissing) as error:
-            report = Report(error=_why(error, settings.target))
+            report = Report(error=_why(error, settings.mirror_namespace))
         except Exception as error:  # a bug, or input nothing above foresaw: fail this pass only
             logger.opt(exception=error).error("unexpected error; this pass fails, the next runs")
             report = Report(error=f"unexpected {type(error).__name__}: {error}")
         report = replace(report, duration=time.monotonic() - started)
         log = logger.bind(**report.fields())
-        if report.error is not None:
+        if report.result == "error":
             log.error(report.summary())
         elif report.exit_code == 0 or report.stopped is not None:
             log.info(report.summary())
@@ -96,83 +120,217 @@ def run_pass(
 
 def _steps(
     settings: Settings,
-    target: Target,
     started: float,
     workdir: Path,
     state: PassState | None,
     cancel: threading.Event | None,
     observers: Observers,
+    now: float,
 ) -> Report:
-    deadline = started + settings.pass_timeout
-    remote, local = _connect(settings, deadline, workdir, observers, cancel)
-    seen = observe(
-        remote,
-        local,
-        label_selector=settings.label_selector,
-        target=target,
-        page_size=settings.page_size,
-    )
-    desired, skips = desired_mirrors(
-        seen.remote_services, seen.remote_endpoints, target, seen.remote_slices
-    )
-    the_plan = calculate(
-        desired,
-        seen.local_services,
-        seen.local_endpoints,
-        prefix=target.prefix,
-        policy=policy_for(settings, state),
-        skipped=skips,
-        slices=seen.local_slices,
-    )
-    if state is not None:
-        state.seen_remotes |= {s.meta.ref for s in seen.remote_services}
-    _log_plan(the_plan)
-    if settings.dry_run:
-        for change in the_plan.changes:
-            print(describe(change), flush=True)
-        return Report(
-            counts=planned(the_plan), dry_run=True, guard=the_plan.guard, objects=seen.counts()
+    def kube(side: str, name: str, source: KubeconfigSource | TokenSource) -> Kube:
+        return _client(settings, side, name, source, started, workdir, observers, cancel)
+
+    local = kube("local", "local", settings.local)
+    with collector_paused():
+        mirrors = observe_local(
+            local, settings.mirror_namespace, settings.prefixes, settings.page_size
         )
-    progress = Progress(len(the_plan.changes), on_outcome=log_outcome)
+        seen = _observe_remotes(settings, lambda r: kube("remote", r.name, r.credentials))
+        local_shared = _observe_local_globals(settings, local)
+    errors = {name: s.error for name, s in seen.items() if s.error is not None}
+    if len(errors) == len(settings.remotes):
+        raise _NoRemote(errors)
+
+    plans: dict[str, Plan] = {}
+    objects = Counter(mirrors.counts("local"))
+    for remote in settings.remotes:
+        own = seen[remote.name].own
+        if own is None:
+            continue
+        plans[remote.name] = _plan(settings, remote, own, mirrors, state)
+        objects.update(own.counts("remote"))  # all remotes together
+    if settings.global_services is not None:
+        plans[GLOBAL] = _plan_global(settings, seen, local_shared, mirrors, state, now)
+    for plan in plans.values():
+        _log_plan(plan)
+
+    guards = "; ".join(
+        f"{name}: {p.guard}" if len(plans) > 1 else p.guard for name, p in plans.items() if p.guard
+    )
+    changes = [c for p in plans.values() for c in p.changes]
+    if settings.dry_run:
+        for change in changes:
+            print(describe(change), flush=True)
+        by_remote = {name: planned(p) for name, p in plans.items()}
+        return _report(by_remote, errors, guards or None, dict(objects), dry_run=True)
+    progress = Progress(len(changes), on_outcome=log_outcome)
     try:
         outcomes = apply(
-            the_plan.changes,
+            changes,
             local,
-            target,
+            settings.mirror_namespace,
             concurrency=settings.concurrency,
             on_outcome=progress.record,
         )
     finally:
         progress.close()
     _log_abandoned(outcomes)
-    return Report(counts=tally(the_plan, outcomes), guard=the_plan.guard, objects=seen.counts())
+    by_remote = {name: tally(p, outcomes) for name, p in plans.items()}
+    return _report(by_remote, errors, guards or None, dict(objects))
 
 
-def _connect(
+class _NoRemote(Exception):
+    """No remote could be read: the pass could not run, and nothing is changed."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+def _observe_remotes(settings: Settings, kube_of: Callable[[Remote], Kube]) -> dict[str, _Seen]:
+    """Every remote, read at the same time; a remote's failure is its own, named."""
+
+    def read(remote: Remote) -> _Seen:
+        kube = None
+        try:
+            kube = kube_of(remote)
+            own = observe_remote(
+                kube, remote.label_selector, settings.endpoints_api, settings.page_size
+            )
+            shared = None
+            if settings.global_services is not None:
+                selector = settings.global_services.label_selector
+                shared = observe_remote(kube, selector, "endpointslices", settings.page_size)
+            return _Seen(own, shared)
+        except NotSent as error:
+            if kube is not None and kube.stop.is_set():
+                raise  # stopping: the whole pass stops
+            return _Seen(error=_why(error, settings.mirror_namespace))
+        except (ApiError, Unavailable, UsageError) as error:
+            return _Seen(error=_why(error, settings.mirror_namespace))
+
+    if len(settings.remotes) == 1:
+        [remote] = settings.remotes
+        return {remote.name: read(remote)}
+    context = contextvars.copy_context()  # log fields such as the pass id, in every thread
+    with ThreadPoolExecutor(len(settings.remotes), thread_name_prefix="observe") as pool:
+        seen = pool.map(lambda r: context.copy().run(read, r), settings.remotes)
+        return dict(zip((r.name for r in settings.remotes), seen, strict=True))
+
+
+def _observe_local_globals(settings: Settings, local: Kube) -> Objects | None:
+    """The local cluster's own globally labelled Services and slices, when asked for."""
+    wanted = settings.global_services
+    if wanted is None or not wanted.include_local:
+        return None
+    return observe_remote(local, wanted.label_selector, "endpointslices", settings.page_size)
+
+
+def _plan(
+    settings: Settings, remote: Remote, own: Objects, mirrors: Objects, state: PassState | None
+) -> Plan:
+    target = settings.target(remote.prefix)
+    desired, skips = desired_mirrors(own.services, own.endpoints, target, own.slices)
+    current = mirrors.of_prefix(remote.prefix)
+    plan = calculate(
+        desired,
+        current.services,
+        current.endpoints,
+        prefix=remote.prefix,
+        policy=policy_for(settings, remote.prefix, state),
+        skipped=skips,
+        slices=current.slices,
+    )
+    if state is not None:
+        state.seen_remotes.setdefault(remote.prefix, set()).update(s.meta.ref for s in own.services)
+    return plan
+
+
+def _plan_global(
     settings: Settings,
-    deadline: float,
+    seen: dict[str, _Seen],
+    local_shared: Objects | None,
+    mirrors: Objects,
+    state: PassState | None,
+    now: float,
+) -> Plan:
+    wanted = settings.global_services
+    assert wanted is not None
+    target = settings.target(wanted.prefix)
+    sources = [Source(r.name, seen[r.name].shared) for r in settings.remotes]
+    if local_shared is not None:
+        sources.append(Source(LOCAL_CLUSTER, local_shared))
+    current = mirrors.of_prefix(wanted.prefix)
+    desired, skips, warnings = desired_global(
+        sources, current, target, now=now, unreachable_after=wanted.unreachable_after
+    )
+    for warning in warnings:
+        logger.warning(warning)
+    plan = calculate(
+        desired,
+        current.services,
+        current.endpoints,
+        prefix=wanted.prefix,
+        policy=policy_for(settings, wanted.prefix, state),
+        skipped=skips,
+        slices=current.slices,
+    )
+    if state is not None:
+        state.seen_remotes.setdefault(wanted.prefix, set()).update(
+            m.remote for m in desired.values()
+        )
+    return plan
+
+
+def _report(
+    by_remote: dict[str, dict[str, int]],
+    errors: dict[str, str],
+    guard: str | None,
+    objects: dict[str, int],
+    *,
+    dry_run: bool = False,
+) -> Report:
+    total: Counter[str] = Counter()
+    for counts in by_remote.values():
+        total.update(counts)
+    return Report(
+        counts=dict(total),
+        guard=guard,
+        dry_run=dry_run,
+        objects=objects,
+        by_remote=by_remote,
+        remote_errors=errors,
+    )
+
+
+def _client(
+    settings: Settings,
+    side: str,
+    name: str,
+    source: KubeconfigSource | TokenSource,
+    started: float,
     workdir: Path,
     observers: Observers,
     cancel: threading.Event | None,
-) -> tuple[Kube, Kube]:
-    """Clients of both sides, built afresh each pass: credentials rotate."""
-    retry = RetryPolicy(read_timeout=settings.request_timeout)
-
-    def client_of(side: str, source: KubeconfigSource | TokenSource) -> Kube:
-        client = credentials.client(
-            source, side=side, pool_size=settings.concurrency, workdir=workdir
-        )
-        return Kube(
-            client,
-            side,
-            deadline=deadline,
-            retry=retry,
-            observer=observers.request,
-            on_retry=observers.retry,
-            stop=cancel,
-        )
-
-    return client_of("remote", settings.remote), client_of("local", settings.local)
+) -> Kube:
+    """A side's client, built afresh each pass: credentials rotate. Each writes its files (a
+    CA, a kubeconfig's keys) in a directory of its own."""
+    own = workdir / name
+    own.mkdir(exist_ok=True)
+    client = credentials.client(source, side=side, pool_size=settings.concurrency, workdir=own)
+    # A remote has half of the pass to answer its lists: one that hangs must not leave the
+    # other remotes' writes no time.
+    share = 0.5 if side == "remote" else 1.0
+    return Kube(
+        client,
+        side,
+        cluster=name,
+        deadline=started + settings.pass_timeout * share,
+        retry=RetryPolicy(read_timeout=settings.request_timeout),
+        observer=observers.request,
+        on_retry=observers.retry,
+        stop=cancel,
+    )
 
 
 def _log_plan(the_plan: Plan) -> None:
@@ -201,20 +359,21 @@ def _log_abandoned(outcomes: list[Outcome]) -> None:
         )
 
 
-def _why(error: Exception, target: Target) -> str:
+def _why(error: Exception, namespace: str) -> str:
     if isinstance(error, NamespaceMissing):
         return (
-            f"mirror namespace {target.namespace!r} does not exist on the local cluster "
+            f"mirror namespace {namespace!r} does not exist on the local cluster "
             "(create it, or set --mirror-ns)"
         )
     if isinstance(error, NotSent):
         return str(error)  # not a reachability or RBAC problem: no hint
     if isinstance(error, ApiError):
+        side = error.side.split()[0]  # "remote east" is a remote
         if error.status == 403 and "endpointslices" in error.path:
-            role = "remote ClusterRole" if error.side == "remote" else "local Role"
+            role = "remote ClusterRole" if side == "remote" else "local Role"
             return (
                 f"{error} (the {role} must grant list on endpointslices in apiGroup "
-                f"discovery.k8s.io, see {_RBAC[error.side]}; or run with --endpoints-api "
+                f"discovery.k8s.io, see {_RBAC[side]}; or run with --endpoints-api "
                 "endpoints, which reads and writes Endpoints as kube-service-mirror did)"
             )
         if error.status in (401, 403):

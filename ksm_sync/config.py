@@ -1,0 +1,203 @@
+"""`--config FILE`: several remotes, and global services, in one YAML file.
+
+Other tools write these files, so the keys are fixed (`mirrorNamespace`, `local`, `remotes`,
+`global`, and per remote `name`, `prefix`, `labelSelector`, `kubeconfig`, ...). Everything in
+the file is checked before anything is touched, and a bad value is named by its path in the
+file (`remotes[1].prefix`), exit 2.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ksm_sync.duration import parse_duration
+from ksm_sync.errors import UsageError
+from ksm_sync.naming import prefix_problem
+from ksm_sync.selector import selector_problem
+from ksm_sync.settings import GlobalServices, KubeconfigSource, Remote, TokenSource
+
+# A remote's name is a label value (the source label of global slices, metrics) and readable.
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+RESERVED_NAMES = ("local", "global")  # the local cluster's, and the global services' plan
+
+TOP = {"mirrorNamespace", "local", "remotes", "global", "policy", "maxDeleteRatio", "endpointsApi"}
+LOCAL = {"kubeconfig", "context"}
+REMOTE = {"name", "prefix", "labelSelector", "kubeconfig", "context", "apiURL", "tokenPath",
+          "caURL", "insecureCAOverHTTP"}  # fmt: skip
+GLOBAL = {"prefix", "labelSelector", "includeLocal", "unreachableAfter"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the file says; None where it says nothing (the options' values apply)."""
+
+    remotes: tuple[Remote, ...]
+    mirror_namespace: str | None = None
+    local: KubeconfigSource | None = None
+    global_services: GlobalServices | None = None
+    policy: str | None = None
+    max_delete_ratio: float | None = None
+    endpoints_api: str | None = None
+
+
+def load(path: str) -> Config:
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--config {path}: cannot read it ({error})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise UsageError(f"--config {path}: not YAML ({error})") from None
+    return _Reader(path).config(data)
+
+
+class _Reader:
+    """Reads the file's data, naming the path of whatever is wrong."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, where: str, why: str) -> UsageError:
+        return UsageError(f"--config {self.path}: {where}: {why}")
+
+    def mapping(self, value: Any, where: str, keys: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, "must be a mapping")
+        for key in value:
+            if key not in keys:
+                raise self.fail(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(keys))})")
+        return value
+
+    def text(self, value: Any, where: str, *, required: bool = False) -> str | None:
+        if value is None or value == "":
+            if required:
+                raise self.fail(where, "is required")
+            return None
+        if not isinstance(value, str):
+            raise self.fail(where, f"must be text, not {type(value).__name__}")
+        return value
+
+    def flag(self, value: Any, where: str) -> bool:
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise self.fail(where, "must be true or false")
+        return value
+
+    def config(self, data: Any) -> Config:
+        top = self.mapping(data, "(top)", TOP)
+        remotes = top.get("remotes")
+        if not isinstance(remotes, list) or not remotes:
+            raise self.fail("remotes", "must be a list of at least one remote")
+        read = tuple(self.remote(r, f"remotes[{i}]") for i, r in enumerate(remotes))
+        self.unique(read)
+        local = None
+        if "local" in top:
+            entry = self.mapping(top["local"] or {}, "local", LOCAL)
+            path = self.text(entry.get("kubeconfig"), "local.kubeconfig")
+            context = self.text(entry.get("context"), "local.context")
+            local = KubeconfigSource(path, context) if path or context else None
+        global_services = self.global_services(top.get("global"), read)
+        policy = self.text(top.get("policy"), "policy")
+        if policy not in (None, "sync", "upsert-only"):
+            raise self.fail("policy", "must be sync or upsert-only")
+        ratio = top.get("maxDeleteRatio")
+        if ratio is not None and (
+            isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1
+        ):
+            raise self.fail("maxDeleteRatio", "must be a number from 0 to 1")
+        api = self.text(top.get("endpointsApi"), "endpointsApi")
+        if api not in (None, "endpointslices", "endpoints"):
+            raise self.fail("endpointsApi", "must be endpointslices or endpoints")
+        if global_services is not None and api == "endpoints":
+            raise self.fail("global", "global services are merged from EndpointSlices: "
+                            "endpointsApi must be endpointslices")  # fmt: skip
+        return Config(
+            remotes=read,
+            mirror_namespace=self.text(top.get("mirrorNamespace"), "mirrorNamespace"),
+            local=local,
+            global_services=global_services,
+            policy=policy,
+            max_delete_ratio=None if ratio is None else float(ratio),
+            endpoints_api=api,
+        )
+
+    def remote(self, value: Any, where: str) -> Remote:
+        entry = self.mapping(value, where, REMOTE)
+        name = self.text(entry.get("name"), f"{where}.name", required=True)
+        assert name is not None
+        if not _NAME.fullmatch(name) or name in RESERVED_NAMES:
+            raise self.fail(f"{where}.name", f"{name!r} must be lower-case letters, digits and "
+                            f"'-' (at most 63), and not {' or '.join(RESERVED_NAMES)}")  # fmt: skip
+        prefix = self.prefix(entry.get("prefix"), f"{where}.prefix")
+        selector = self.selector(entry.get("labelSelector"), f"{where}.labelSelector")
+        return Remote(name, prefix, selector, self.credentials(entry, where))
+
+    def prefix(self, value: Any, where: str) -> str:
+        prefix = self.text(value, where, required=True)
+        assert prefix is not None
+        if problem := prefix_problem(prefix):
+            raise self.fail(where, f"{prefix!r} is invalid: {problem}")
+        return prefix
+
+    def selector(self, value: Any, where: str) -> str:
+        selector = self.text(value, where, required=True)
+        assert selector is not None
+        if problem := selector_problem(selector):
+            raise self.fail(where, f"{selector!r} is invalid: {problem}")
+        return selector
+
+    def credentials(self, entry: dict[str, Any], where: str) -> KubeconfigSource | TokenSource:
+        kubeconfig = self.text(entry.get("kubeconfig"), f"{where}.kubeconfig")
+        api_url = self.text(entry.get("apiURL"), f"{where}.apiURL")
+        if bool(kubeconfig) == bool(api_url):
+            raise self.fail(where, "give either kubeconfig (and context) or apiURL, tokenPath "
+                            "and caURL")  # fmt: skip
+        if kubeconfig:
+            for key in ("tokenPath", "caURL", "insecureCAOverHTTP"):
+                if key in entry:
+                    raise self.fail(f"{where}.{key}", "belongs with apiURL, not kubeconfig")
+            return KubeconfigSource(kubeconfig, self.text(entry.get("context"), f"{where}.context"))
+        if "context" in entry:
+            raise self.fail(f"{where}.context", "belongs with kubeconfig, not apiURL")
+        assert api_url is not None
+        return TokenSource(
+            api_url=api_url,
+            ca_url=self.text(entry.get("caURL"), f"{where}.caURL", required=True) or "",
+            token_path=self.text(entry.get("tokenPath"), f"{where}.tokenPath", required=True),
+            insecure_ca_over_http=self.flag(
+                entry.get("insecureCAOverHTTP"), f"{where}.insecureCAOverHTTP"
+            ),
+        )
+
+    def unique(self, remotes: tuple[Remote, ...]) -> None:
+        for key, values in (("name", [r.name for r in remotes]),
+                            ("prefix", [r.prefix for r in remotes])):  # fmt: skip
+            for i, value in enumerate(values):
+                if value in values[:i]:
+                    raise self.fail(f"remotes[{i}].{key}", f"{value!r} is already another remote's")
+
+    def global_services(self, value: Any, remotes: tuple[Remote, ...]) -> GlobalServices | None:
+        if value is None:
+            return None
+        entry = self.mapping(value, "global", GLOBAL)
+        prefix = self.prefix(entry.get("prefix"), "global.prefix")
+        if prefix in (r.prefix for r in remotes):
+            raise self.fail("global.prefix", f"{prefix!r} is a remote's prefix: it must be its own")
+        after = self.text(entry.get("unreachableAfter"), "global.unreachableAfter") or "5m"
+        try:
+            unreachable_after = parse_duration(after)
+        except ValueError as error:
+            raise self.fail("global.unreachableAfter", str(error)) from None
+        return GlobalServices(
+            prefix=prefix,
+            label_selector=self.selector(entry.get("labelSelector"), "global.labelSelector"),
+            include_local=self.flag(entry.get("includeLocal"), "global.includeLocal"),
+            unreachable_after=unreachable_after,
+        )
