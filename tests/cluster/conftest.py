@@ -21,7 +21,10 @@ def planes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Clust
     atexit.register(controlplane.down, root)  # Ctrl-C or a crash between fixtures
     try:
         # No EndpointSliceMirroring on local: what answers there is ksm-sync's own slices.
-        started = controlplane.up(root, die_with_parent=True, endpointslice_mirroring=False)
+        # Two remotes, for the tests of several remotes in one pass.
+        started = controlplane.up(
+            root, remotes=2, die_with_parent=True, endpointslice_mirroring=False
+        )
         yield {name: Cluster(plane) for name, plane in started.items()}
     finally:
         controlplane.down(root)
@@ -30,6 +33,11 @@ def planes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Clust
 @pytest.fixture(scope="session")
 def remote(planes: dict[str, Cluster]) -> Cluster:
     return planes["remote"]
+
+
+@pytest.fixture(scope="session")
+def remote2(planes: dict[str, Cluster]) -> Cluster:
+    return planes["remote2"]
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,7 @@ OPTIONS = [
         "KSM_TARGET_KUBE_CONFIG",
         "@remote-a",
         "@remote-b",
-        "remote=KubeconfigSource(path='{}'",
+        "credentials=KubeconfigSource(path='{}'",
     ),
     ("--policy", "KSM_POLICY", "upsert-only", "sync", "policy='{}'"),
     ("--max-delete-ratio", "KSM_MAX_DELETE_RATIO", "0.25", "0.75", "max_delete_ratio={}"),

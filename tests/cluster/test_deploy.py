@@ -8,6 +8,7 @@ apply` does. The Dockerfile is linted, and its install step is run: there is no 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -25,12 +26,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ksm_sync import config
+from ksm_sync.settings import TokenSource
 from tests.support.cli import REPO, run_cli
-from tests.support.cluster import Cluster, Json, endpoint_slice
+from tests.support.cluster import Cluster, HttpError, Json, endpoint_slice
 from tests.support.world import World
 
 CRONJOB = REPO / "cronjob.yaml"
 REMOTE_RBAC = REPO / "deploy" / "remote-rbac.yaml"
+SEVERAL_REMOTES = REPO / "deploy" / "several-remotes.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 INSTALL_TIMEOUT = 600
 
@@ -45,6 +49,7 @@ _PLURALS = {
     "ClusterRole": "clusterroles",
     "ClusterRoleBinding": "clusterrolebindings",
     "CronJob": "cronjobs",
+    "ConfigMap": "configmaps",
 }
 _CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 
@@ -586,3 +591,27 @@ def test_the_demo_runs_end_to_end_and_leaves_nothing_behind() -> None:
     assert "postgres-1.postgres.data.svc.cluster.remote. 5 IN A 10.244." in done.stdout
     [root] = re.findall(r"stopped; (\S+) removed", done.stdout)
     assert not Path(root).exists()
+
+
+def test_the_several_remotes_example_is_accepted_and_its_config_is_valid(
+    local: Cluster, tmp_path: Path
+) -> None:
+    """deploy/several-remotes.yaml, unmodified, with strict validation; its config file
+    passes ksm-sync's own checks."""
+    with contextlib.suppress(HttpError):  # made by the test of cronjob.yaml, or not yet
+        create_strictly(local, one(manifest(CRONJOB), "Namespace"))
+    docs = manifest(SEVERAL_REMOTES)
+    for obj in docs:
+        create_strictly(local, obj)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(one(docs, "ConfigMap")["data"]["config.yaml"])
+    loaded = config.load(str(config_file))
+    assert [r.name for r in loaded.remotes] == ["east", "west"]
+    assert loaded.global_services is not None
+    [container] = one(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    for remote in loaded.remotes:
+        assert isinstance(remote.credentials, TokenSource)
+        assert str(Path(remote.credentials.token_path or "").parent) in mounts

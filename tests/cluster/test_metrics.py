@@ -80,7 +80,7 @@ def test_loop_metrics_count_what_the_passes_did(world: World) -> None:
     assert value(first, "ksm_sync_pass_duration_seconds_count") == 1
     assert value(first, "ksm_sync_last_pass_exit_code") == 1
     changes = {
-        k: value(first, "ksm_sync_changes_total", kind=k)
+        k: value(first, "ksm_sync_changes_total", remote="remote", kind=k)
         for k in ("created", "updated", "recreated", "deleted", "conflict", "skipped", "failed")
     }
     assert changes == {
@@ -129,11 +129,11 @@ def test_loop_metrics_count_what_the_passes_did(world: World) -> None:
 
     # Pass 2 wrote nothing new: the conflict and the skip again, counters add up.
     assert value(second, "ksm_sync_passes_total", result="partial") == 2
-    assert value(second, "ksm_sync_changes_total", kind="created") == 2
-    assert value(second, "ksm_sync_changes_total", kind="conflict") == 2
-    assert value(second, "ksm_sync_changes_total", kind="skipped") == 2
-    assert value(second, "ksm_sync_last_pass_changes", kind="unchanged") == 2
-    assert value(second, "ksm_sync_last_pass_changes", kind="created") == 0
+    assert value(second, "ksm_sync_changes_total", remote="remote", kind="created") == 2
+    assert value(second, "ksm_sync_changes_total", remote="remote", kind="conflict") == 2
+    assert value(second, "ksm_sync_changes_total", remote="remote", kind="skipped") == 2
+    assert value(second, "ksm_sync_last_pass_changes", remote="remote", kind="unchanged") == 2
+    assert value(second, "ksm_sync_last_pass_changes", remote="remote", kind="created") == 0
     assert value(second, "ksm_sync_objects", side="local", kind="services") == 2
     assert value(second, "ksm_sync_objects", side="local", kind="endpoints") == 2
     assert second_writes - first_writes == Counter({("create", "services", 409): 1})
@@ -153,7 +153,7 @@ def test_once_writes_a_textfile_that_keeps_the_last_success(world: World, tmp_pa
     assert result.returncode == 0, result.stderr
     samples = parse(path.read_text())
     assert value(samples, "ksm_sync_passes_total", result="success") == 1
-    assert value(samples, "ksm_sync_changes_total", kind="created") == 1
+    assert value(samples, "ksm_sync_changes_total", remote="remote", kind="created") == 1
     assert value(samples, "ksm_sync_objects", side="remote", kind="services") == 1
     assert value(samples, "ksm_sync_last_pass_exit_code") == 0
     assert total(samples, "ksm_sync_api_requests_total", side="local", code="201") == 2
@@ -190,7 +190,7 @@ def test_once_writes_a_textfile_that_keeps_the_last_success(world: World, tmp_pa
     assert value(samples, "ksm_sync_last_pass_exit_code") == 3
     assert value(samples, "ksm_sync_last_success_timestamp_seconds") == success
     assert total(samples, "ksm_sync_api_requests_total", side="remote", code="0") >= 1
-    assert value(samples, "ksm_sync_retries_total", side="remote") >= 1
+    assert value(samples, "ksm_sync_retries_total", side="remote", cluster="remote") >= 1
 
 
 class _Gateway(BaseHTTPRequestHandler):
@@ -234,7 +234,7 @@ def test_once_pushes_to_a_pushgateway(world: World) -> None:
     assert content_type.startswith("text/plain")
     samples = parse(body)
     assert value(samples, "ksm_sync_passes_total", result="success") == 1
-    assert value(samples, "ksm_sync_changes_total", kind="created") == 1
+    assert value(samples, "ksm_sync_changes_total", remote="remote", kind="created") == 1
     assert value(samples, "ksm_sync_last_success_timestamp_seconds") is not None
 
 

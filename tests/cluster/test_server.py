@@ -44,7 +44,7 @@ def test_readyz_follows_the_remote_going_away_and_coming_back(world: World, tmp_
         down = scrape(url)
         assert value(down, "ksm_sync_passes_total", result="error") >= 1
         assert value(down, "ksm_sync_last_pass_exit_code") == 3
-        assert value(down, "ksm_sync_retries_total", side="remote") >= 1
+        assert value(down, "ksm_sync_retries_total", side="remote", cluster="remote") >= 1
         assert total(down, "ksm_sync_api_requests_total", side="remote", code="0") >= 1
 
         forwarder.start()

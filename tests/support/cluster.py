@@ -122,6 +122,11 @@ class Cluster:
     def delete(self, kind: str, namespace: str, name: str) -> None:
         self.request("DELETE", _path(kind, namespace, name))
 
+    def audit(self) -> list[Json]:
+        """Every request the audit log recorded as answered (Services, Endpoints, slices)."""
+        events = (json.loads(line) for line in self.plane.audit_log.read_text().splitlines())
+        return [e for e in events if e.get("stage") == "ResponseComplete"]
+
     def writes(self, namespace: str) -> list[Json]:
         """Write requests on Services, Endpoints and EndpointSlices in namespace, from the audit
         log, but for those of the plane's own controllers (which, for one, delete a deleted

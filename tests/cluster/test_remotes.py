@@ -1,0 +1,217 @@
+"""Several remotes in one pass (`--config`), and global services merged across them.
+
+Three control planes: `remote`, `remote2` and `local`. Each test names its remotes `a` and `b`
+with prefixes of its own, so tests stay apart as with one remote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import controlplane, workloads
+from tests.support.cli import run_cli
+from tests.support.cluster import Cluster, Json, service
+from tests.support.faultproxy import FaultProxy
+from tests.support.loop import LoopRun
+from tests.support.observability import free_port, scrape, value
+from tests.support.resolver import Resolver, answers_with
+from tests.support.world import World
+
+
+@pytest.fixture
+def world(remote: Cluster, local: Cluster) -> World:
+    return World.new(remote, local, endpoints_api="endpointslices")
+
+
+def prefixes(world: World) -> dict[str, str]:
+    return {"a": f"{world.prefix}a", "b": f"{world.prefix}b", "global": f"{world.prefix}g"}
+
+
+def write_config(world: World, path: Path, kubeconfigs: dict[str, str],
+                 global_services: bool = False) -> str:  # fmt: skip
+    """A --config file: remotes a and b (each with its kubeconfig), the world's selector."""
+    names = prefixes(world)
+    config: dict[str, Any] = {
+        "mirrorNamespace": world.mirror_ns,
+        "local": {"kubeconfig": world.local.kubeconfig},
+        "remotes": [{"name": name, "prefix": names[name], "labelSelector": world.selector,
+                     "kubeconfig": kubeconfig} for name, kubeconfig in kubeconfigs.items()],
+    }  # fmt: skip
+    if global_services:
+        config["global"] = {"prefix": names["global"], "labelSelector": f"{world.label}-global=yes"}
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def both(world: World, remote2: Cluster) -> dict[str, str]:
+    return {"a": world.remote.kubeconfig, "b": remote2.kubeconfig}
+
+
+def mirrors_of(world: World, prefix: str, kind: str = "Service") -> dict[str, Json]:
+    selector = f"mirrored-svc=true,mirror-svc-prefix-sync={prefix}"
+    return {o["metadata"]["name"]: o for o in world.local.list(kind, world.mirror_ns, selector)}
+
+
+def in_remote2(world: World, remote2: Cluster) -> None:
+    """The world's remote namespace on remote2 too: global services meet by namespace."""
+    remote2.request("POST", "/api/v1/namespaces", {"metadata": {"name": world.remote_ns}})
+
+
+def test_both_remotes_are_mirrored_in_one_pass_that_lists_the_local_namespace_once(
+    world: World, remote2: Cluster, tmp_path: Path
+) -> None:
+    in_remote2(world, remote2)
+    world.service("web")
+    world.slice("web", "web-1", [{"addresses": ["10.1.0.1"], "conditions": {"ready": True}}])
+    remote2.apply(service(world.remote_ns, "api", labels={world.label: "yes"}))
+    remote2.apply(service(world.remote_ns, "web", labels={world.label: "yes"}))
+    config = write_config(world, tmp_path / "config.yaml", both(world, remote2))
+
+    result = run_cli(["once", "--config", config, "--log-format", "json"])
+
+    assert result.returncode == 0, result.stderr
+    names = prefixes(world)
+    assert set(mirrors_of(world, names["a"])) == {world.mirror_name("web", prefix=names["a"])}
+    assert set(mirrors_of(world, names["b"])) == {
+        world.mirror_name(n, prefix=names["b"]) for n in ("api", "web")
+    }
+    assert len(mirrors_of(world, names["a"], "EndpointSlice")) == 1
+    lists = [e for e in world.local.audit() if e["verb"] == "list"
+             and e["objectRef"].get("namespace") == world.mirror_ns
+             and e["userAgent"].startswith("ksm-sync/")]  # fmt: skip
+    assert sorted(e["objectRef"]["resource"] for e in lists) == [
+        "endpoints", "endpointslices", "services"
+    ]  # fmt: skip
+    [summary] = [json.loads(line) for line in result.stderr.splitlines() if '"counts"' in line]
+    assert summary["remotes"] == {
+        "a": {**summary["remotes"]["a"], "created": 1},
+        "b": {**summary["remotes"]["b"], "created": 2},
+    }
+
+
+def test_a_remote_made_unreachable_mid_run_leaves_its_mirrors_as_they_are(
+    world: World, remote2: Cluster, tmp_path: Path
+) -> None:
+    in_remote2(world, remote2)
+    world.service("web")
+    remote2.apply(service(world.remote_ns, "api", labels={world.label: "yes"}))
+    names = prefixes(world)
+    with FaultProxy(remote2.plane, seed=8) as proxy:
+        kubeconfigs = {"a": world.remote.kubeconfig,
+                       "b": proxy.write_kubeconfig(tmp_path / "b.kubeconfig")}  # fmt: skip
+        config = write_config(world, tmp_path / "config.yaml", kubeconfigs)
+        url = f"127.0.0.1:{free_port()}"
+        run = LoopRun(["--config", config, "--resync-period", "300ms", "--pass-timeout", "3s",
+                       "--request-timeout", "1s", "--listen-address", url])  # fmt: skip
+        try:
+            run.wait_for(lambda: len(mirrors_of(world, names["b"])) == 1, 60, "b mirrored")
+            before = {n: m["metadata"]["resourceVersion"]
+                      for n, m in mirrors_of(world, names["b"]).items()}  # fmt: skip
+            proxy.rate, proxy.faults, proxy.stall_seconds = 1.0, ("stall",), 30  # b stops
+            remote2.delete("Service", world.remote_ns, "api")  # which no pass can see now
+            world.service("new")  # while a goes on
+            run.wait_for(lambda: world.mirror_name("new", prefix=names["a"])
+                         in mirrors_of(world, names["a"]), 60, "a mirrored meanwhile")  # fmt: skip
+            run.wait_for(lambda: any("remote b not read" in m for m in run.messages()), 30,
+                         "a pass that names b")  # fmt: skip
+            metrics = scrape(f"http://{url}")
+        finally:
+            code = run.stop()
+    assert code == 0, run.tail()
+    after = {n: m["metadata"]["resourceVersion"] for n, m in mirrors_of(world, names["b"]).items()}
+    assert after == before  # untouched, though its remote Service is gone
+    failing = [line for line in run.lines if "remote b not read" in str(line.get("message"))]
+    assert failing[-1]["exit_code"] == 3 and "remote b API server" in failing[-1]["message"]
+    assert value(metrics, "ksm_sync_remote_up", remote="b") == 0
+    assert value(metrics, "ksm_sync_remote_up", remote="a") == 1
+
+
+def test_a_global_service_answers_with_the_pods_of_both_remotes(
+    world: World, remote2: Cluster, tmp_path: Path
+) -> None:
+    in_remote2(world, remote2)
+    labels = {world.label: "yes", f"{world.label}-global": "yes"}
+    ips: dict[str, set[str]] = {}
+    headless = {"clusterIP": "None", "selector": {"app": "web"}}
+    for name, cluster in (("a", world.remote), ("b", remote2)):
+        ports = [{"name": "h", "port": 80}]
+        cluster.apply(service(world.remote_ns, "web", labels=labels, ports=ports, **headless))
+        workloads.deployment(cluster, world.remote_ns, "web", 2)
+        ips[name] = set(workloads.ready_pods(cluster, world.remote_ns, "web", 2).values())
+        workloads.wait_endpoints(cluster, world.remote_ns, "web", ips[name])
+    config = write_config(world, tmp_path / "config.yaml", both(world, remote2),
+                          global_services=True)  # fmt: skip
+    global_prefix = prefixes(world)["global"]
+    address = controlplane.dns(world.local.plane.dir.parent, svc_prefix=global_prefix,
+                               mirror_ns=world.mirror_ns, die_with_parent=True)  # fmt: skip
+    host, port = address.rsplit(":", 1)
+    resolver = Resolver(host, int(port), f"cluster.{global_prefix}")
+    name = resolver.name("web", world.remote_ns)
+
+    first = run_cli(["once", "--config", config])
+    assert first.returncode == 0, first.stderr
+    resolver.wait(name, "A", answers_with(ips["a"] | ips["b"]))
+    slices = mirrors_of(world, global_prefix, "EndpointSlice")
+    assert {s["metadata"]["labels"]["ksm-sync/source-cluster"] for s in slices.values()} == {
+        "a",
+        "b",
+    }
+
+    remote2.delete("Service", world.remote_ns, "web")  # b drops it
+    second = run_cli(["once", "--config", config])
+    assert second.returncode == 0, second.stderr
+    resolver.wait(name, "A", answers_with(ips["a"]))
+    slices = mirrors_of(world, global_prefix, "EndpointSlice")
+    assert {s["metadata"]["labels"]["ksm-sync/source-cluster"] for s in slices.values()} == {"a"}
+
+
+def test_a_dry_run_covers_every_remote_and_writes_nothing(
+    world: World, remote2: Cluster, tmp_path: Path
+) -> None:
+    in_remote2(world, remote2)
+    world.service("web")
+    remote2.apply(service(world.remote_ns, "api", labels={world.label: "yes"}))
+    config = write_config(world, tmp_path / "config.yaml", both(world, remote2))
+
+    result = run_cli(["once", "--config", config, "--dry-run"])
+
+    assert result.returncode == 0, result.stderr
+    names = prefixes(world)
+    assert f"+ create Service {world.mirror_name('web', prefix=names['a'])}" in result.stdout
+    assert f"+ create Service {world.mirror_name('api', prefix=names['b'])}" in result.stdout
+    assert world.writes() == []
+
+
+def test_a_bad_config_is_exit_2_naming_the_field_and_clashing_options(
+    world: World, remote2: Cluster, tmp_path: Path
+) -> None:
+    config = write_config(world, tmp_path / "config.yaml", both(world, remote2))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(Path(config).read_text().replace("prefix: ", "prefix: Bad", 1))
+    bad = run_cli(["once", "--config", str(broken)])
+    assert bad.returncode == 2 and re.search(
+        r"remotes\[0\]\.prefix: 'Bad\w+' is invalid", bad.stderr
+    )
+    clash = run_cli(["once", "--config", config, "--svc-prefix", "x"])
+    assert clash.returncode == 2
+    assert "describes the remotes: drop --svc-prefix (KSM_SVC_PREFIX)" in clash.stderr
+    twice = run_cli(["once", "--config", config, "--mirror-ns", "other"])
+    assert twice.returncode == 2 and "mirrorNamespace is set in --config" in twice.stderr
+    assert world.writes() == []
+
+
+def test_corefile_prints_a_block_per_remote_and_for_the_global_services(
+    world: World, remote2: Cluster, tmp_path: Path
+) -> None:
+    config = write_config(world, tmp_path / "config.yaml", both(world, remote2),
+                          global_services=True)  # fmt: skip
+    result = run_cli(["corefile", "--config", config])
+    assert result.returncode == 0, result.stderr
+    zones = re.findall(r"^(cluster\.\S+) \{$", result.stdout, flags=re.M)
+    assert zones == [f"cluster.{p}" for p in prefixes(world).values()]
