@@ -71,21 +71,22 @@ class Bench:
         args: Any,
     ) -> None:
         self.n, self.args = n, args
-        self.remote_plane, self.local_plane = planes["remote"], planes["local"]
+        self.remote_planes = [p for name, p in planes.items() if name != "local"]
+        self.local_plane = planes["local"]
         self.logs = Path(args.output).parent / "logs" / f"n{n}"
         self.logs.mkdir(parents=True, exist_ok=True)
 
         def raw(plane: controlplane.ControlPlane, agent: str) -> Raw:
             return Raw(plane.url, plane.admin_ssl_context(), agent)
 
-        self.remote_seed = raw(self.remote_plane, SEED_AGENT)
+        self.remote_seeds = [raw(p, SEED_AGENT) for p in self.remote_planes]
         self.local_seed = raw(self.local_plane, SEED_AGENT)
-        self.remote_floor = raw(self.remote_plane, FLOOR_AGENT)
+        self.remote_floors = [raw(p, FLOOR_AGENT) for p in self.remote_planes]
         self.local_floor = raw(self.local_plane, FLOOR_AGENT)
         self.floor_seed = raw(floor_plane, SEED_AGENT)
         self.floor_writes = raw(floor_plane, FLOOR_AGENT)  # the floor's own local cluster
         self.audits = [
-            AuditWindow(p.audit_log) for p in (self.remote_plane, self.local_plane, floor_plane)
+            AuditWindow(p.audit_log) for p in (*self.remote_planes, self.local_plane, floor_plane)
         ]
 
     def mark(self) -> None:
@@ -108,13 +109,25 @@ class Bench:
         client.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
         return name
 
+    def where(self, namespace: str) -> list[str]:
+        """ksm-sync's arguments for the remotes, the local side and the mirror namespace: the
+        options for one remote, a --config file for several."""
+        local = ["--kube-config", str(self.local_plane.kubeconfig), "--mirror-ns", namespace]
+        if len(self.remote_planes) == 1:
+            return [*local, "--target-kube-config", str(self.remote_planes[0].kubeconfig),
+                    "--label-selector", world.SELECTOR, "--svc-prefix", world.PREFIX]  # fmt: skip
+        remotes = [
+            {"name": f"r{i + 1}", "prefix": world.prefix_of(i, len(self.remote_planes)),
+             "labelSelector": world.SELECTOR, "kubeconfig": str(plane.kubeconfig)}
+            for i, plane in enumerate(self.remote_planes)
+        ]  # fmt: skip
+        config = self.logs / f"config-{namespace}.json"  # JSON is YAML
+        config.write_text(json.dumps({"remotes": remotes}))
+        return [*local, "--config", str(config)]
+
     def ksm(self, namespace: str, label: str, concurrency: int | None = None) -> Run:
         args = [
-            "--target-kube-config", str(self.remote_plane.kubeconfig),
-            "--kube-config", str(self.local_plane.kubeconfig),
-            "--mirror-ns", namespace,
-            "--label-selector", world.SELECTOR,
-            "--svc-prefix", world.PREFIX,
+            *self.where(namespace),
             "--concurrency", str(concurrency or self.args.concurrency),
             "--pass-timeout", "30m",
             "--endpoints-api", self.args.endpoints_api,
@@ -132,14 +145,18 @@ class Bench:
         n, args = self.n, self.args
         result: dict[str, Any] = {"n": n, "load_start": os.getloadavg()}
         started = time.monotonic()
-        world.seed(self.remote_seed, n, SEED_CONCURRENCY)
+        each = n // len(self.remote_seeds)
+        for remote in self.remote_seeds:
+            world.seed(remote, each, SEED_CONCURRENCY)
         result["seed_seconds"] = time.monotonic() - started
-        _say(f"n={n}: seeded {n} Services + Endpoints in {result['seed_seconds']:.1f}s")
+        result["remotes"] = len(self.remote_seeds)
+        _say(f"n={n}: seeded {each} Services with Endpoints and slices in each of "
+             f"{len(self.remote_seeds)} remotes in {result['seed_seconds']:.1f}s")  # fmt: skip
 
         self.namespace("mirrors", floor_side=True)
         self.mark()
         cold_floor = floor.cold(
-            self.remote_floor,
+            self.remote_floors,
             self.floor_writes,
             "mirrors",
             args.page_size,
@@ -160,7 +177,7 @@ class Bench:
         for i in range(args.repeat):
             self.mark()
             seen = floor.lists(
-                self.remote_floor, self.local_floor, mirrors, args.page_size, args.endpoints_api
+                self.remote_floors, self.local_floor, mirrors, args.page_size, args.endpoints_api
             )
             list_floors.append(seen.seconds)
             list_cpu.append(seen.cpu_seconds)
@@ -176,7 +193,7 @@ class Bench:
             "samples": [vars(r) for r in unchanged],
         }
 
-        changed = world.churn(self.remote_seed, n, SEED_CONCURRENCY)
+        changed = sum(world.churn(r, each, SEED_CONCURRENCY) for r in self.remote_seeds)
         churn = self.ksm(mirrors, "churn")
         result["churn"] = {**vars(churn), "changes": changed, "writes": writes(churn.requests)}
         result["churn"]["write_detail"] = {
@@ -186,7 +203,7 @@ class Bench:
 
         for c in args.sweep if n == args.sweep_at else ():
             swept_floor = floor.cold(
-                self.remote_floor,
+                self.remote_floors,
                 self.floor_writes,
                 self.namespace(f"sweep-c{c}", floor_side=True),
                 args.page_size,
@@ -216,10 +233,7 @@ class Bench:
             report = out / f"profile-n{self.n}-{label}.txt"
             prefix = [sys.executable, "-m", "pyinstrument", "-o", str(report), "-m", "ksm_sync"]
             args = [
-                "--target-kube-config", str(self.remote_plane.kubeconfig),
-                "--kube-config", str(self.local_plane.kubeconfig),
-                "--mirror-ns", namespace, "--label-selector", world.SELECTOR,
-                "--svc-prefix", world.PREFIX, "--concurrency", str(self.args.concurrency),
+                *self.where(namespace), "--concurrency", str(self.args.concurrency),
                 "--pass-timeout", "30m", "--endpoints-api", self.args.endpoints_api,
             ]  # fmt: skip
             run = run_ksm(args, self.logs / f"profile-{label}.log", prefix=prefix)
@@ -240,7 +254,7 @@ def bench_size(n: int, args: Any) -> dict[str, Any]:
         )
         bench = Bench(n, planes, floor_planes["local"], args)
         result = bench.run()
-        result["kubernetes"] = bench.remote_seed.request("GET", "/version").get("gitVersion")
+        result["kubernetes"] = bench.remote_seeds[0].request("GET", "/version").get("gitVersion")
         return result
     finally:
         controlplane.down(root / "floor")
@@ -294,7 +308,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"{'':>6} load {r['load_start'][0]:.2f} -> {r['load_end'][0]:.2f} (1 min); "
             f"seeding {r['seed_seconds']:.1f}s; Kubernetes {r.get('kubernetes')}; "
-            f"--endpoints-api {results['args']['endpoints_api']}"
+            f"--endpoints-api {results['args']['endpoints_api']}; remotes {r.get('remotes', 1)}"
         )
     sizes = {r["n"]: r for r in results["sizes"]}
     if len(sizes) >= 2:
@@ -318,6 +332,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sweep", type=ints, default=[], help="extra cold passes, e.g. 4,8,32")
     parser.add_argument("--sweep-at", type=int, help="the size to sweep at (default: smallest)")
     parser.add_argument("--profile", action="store_true", help="pyinstrument report too")
+    parser.add_argument(
+        "--remotes", type=int, default=1, help="remote planes, each with size/remotes Services"
+    )
     parser.add_argument(
         "--endpoints-api",
         choices=("endpointslices", "endpoints"),

@@ -1,7 +1,8 @@
 """The floor: ksm-sync's requests, sent by the minimal client with nothing on top.
 
-Lists are read one after the other, as ksm-sync reads them; creates run mirror by mirror
-(Service, then its Endpoints or slices) on as many threads as ksm-sync's --concurrency.
+Lists are read one after the other, as ksm-sync reads them (the remotes' at the same time
+when there are several); creates run mirror by mirror (Service, then its Endpoints or
+slices) on as many threads as ksm-sync's --concurrency.
 """
 
 from __future__ import annotations
@@ -10,35 +11,43 @@ import time
 from dataclasses import dataclass
 
 from bench.raw import Json, Raw, run_all
-from bench.world import PREFIX, SELECTOR, SLICES, mirror_bodies
-
-OWNED = f"mirrored-svc=true,mirror-svc-prefix-sync={PREFIX}"
+from bench.world import SELECTOR, SLICES, mirror_bodies, prefix_of
 
 
 @dataclass(frozen=True)
 class Lists:
     seconds: float
     cpu_seconds: float  # this process's, which does nothing else meanwhile
-    remote_services: list[Json]
-    remote_endpoints: list[Json]
-    remote_slices: list[Json]
+    remotes: list[tuple[list[Json], list[Json], list[Json]]]  # services, endpoints, slices
 
 
-def lists(remote: Raw, local: Raw, namespace: str, page_size: int, endpoints_api: str) -> Lists:
-    """The lists of a pass: remote Services and their Endpoints or slices; the local mirrors
-    in namespace with both their Endpoints and slices."""
+def owned(remotes: int) -> str:
+    prefixes = [prefix_of(i, remotes) for i in range(remotes)]
+    if remotes == 1:
+        return f"mirrored-svc=true,mirror-svc-prefix-sync={prefixes[0]}"
+    return f"mirrored-svc=true,mirror-svc-prefix-sync in ({','.join(sorted(prefixes))})"
+
+
+def lists(
+    remotes: list[Raw], local: Raw, namespace: str, page_size: int, endpoints_api: str
+) -> Lists:
+    """The lists of a pass: each remote's Services and their Endpoints or slices; the local
+    mirrors in namespace with both their Endpoints and slices, once."""
     started, cpu = time.monotonic(), time.process_time()
-    services = remote.list_all("/api/v1/services", SELECTOR, page_size)
-    endpoints, slices = [], []
-    if endpoints_api == "endpoints":
-        endpoints = remote.list_all("/api/v1/endpoints", SELECTOR, page_size)
-    else:
-        slices = remote.list_all(f"{SLICES}/endpointslices", SELECTOR, page_size)
-    local.list_all(f"/api/v1/namespaces/{namespace}/services", OWNED, page_size)
-    local.list_all(f"/api/v1/namespaces/{namespace}/endpoints", OWNED, page_size)
-    local.list_all(f"{SLICES}/namespaces/{namespace}/endpointslices", OWNED, page_size)
+    selected = owned(len(remotes))
+    local.list_all(f"/api/v1/namespaces/{namespace}/services", selected, page_size)
+    local.list_all(f"/api/v1/namespaces/{namespace}/endpoints", selected, page_size)
+    local.list_all(f"{SLICES}/namespaces/{namespace}/endpointslices", selected, page_size)
+
+    def one(remote: Raw) -> tuple[list[Json], list[Json], list[Json]]:
+        services = remote.list_all("/api/v1/services", SELECTOR, page_size)
+        if endpoints_api == "endpoints":
+            return services, remote.list_all("/api/v1/endpoints", SELECTOR, page_size), []
+        return services, [], remote.list_all(f"{SLICES}/endpointslices", SELECTOR, page_size)
+
+    seen = list(run_all(one, remotes, len(remotes)))
     elapsed = time.monotonic() - started
-    return Lists(elapsed, time.process_time() - cpu, services, endpoints, slices)
+    return Lists(elapsed, time.process_time() - cpu, seen)
 
 
 @dataclass(frozen=True)

@@ -131,16 +131,21 @@ def churn(remote: Raw, n: int, concurrency: int) -> int:
     return len(indexes)
 
 
+def prefix_of(index: int, remotes: int) -> str:
+    """The prefix of the index-th remote: `bench` alone, `bench1`... among several."""
+    return PREFIX if remotes == 1 else f"{PREFIX}{index + 1}"
+
+
 def mirror_bodies(
-    service: Json, endpoints: Json | None, slices: list[Json], namespace: str
+    service: Json, endpoints: Json | None, slices: list[Json], namespace: str, prefix: str
 ) -> list[Json]:
     """The mirror Service and its Endpoints or slices, as ksm-sync writes them."""
     meta = service["metadata"]
-    name = f"{PREFIX}-{meta['name']}-{SEPARATOR}-{meta['namespace']}"
+    name = f"{prefix}-{meta['name']}-{SEPARATOR}-{meta['namespace']}"
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": namespace,
-        "labels": {"mirrored-svc": "true", "mirror-svc-prefix-sync": PREFIX},
+        "labels": {"mirrored-svc": "true", "mirror-svc-prefix-sync": prefix},
         "annotations": {
             "ksm-sync/remote-namespace": meta["namespace"],
             "ksm-sync/remote-name": meta["name"],
