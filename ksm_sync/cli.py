@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -327,6 +328,7 @@ def _run(mode: str, options: dict[str, Any], ctx: typer.Context) -> None:
         prefix=prefixes,
         mirror_namespace=settings.mirror_namespace,
         remotes=names,
+        resync_period=period if mode == "loop" else None,
     )
     health = Health(max_age=STALE_PERIODS * period + settings.pass_timeout)
     server = None
@@ -406,14 +408,29 @@ def _loop(
     server: Server | None,
     stop: threading.Event,
 ) -> None:
-    """Passes until stopped; the server, if any, answers from before the first pass."""
+    """Passes until stopped, one every period from the start of the last; the server, if
+    any, answers from before the first pass.
+
+    Passes start on a fixed beat, so a change waits at most one period plus one pass. A
+    pass longer than the period is followed at once by the next: passes never pile up, and
+    the beat does not drift by the passes' own length.
+    """
     state = PassState()
     if server is not None:
         server.start()
     try:
         while not stop.is_set():
+            started = time.monotonic()
             one_pass(state)
-            stop.wait(period)
+            took = time.monotonic() - started
+            if took > period:
+                logger.bind(pass_seconds=round(took, 3), resync_period=period).warning(
+                    "the pass took {:.1f}s, longer than --resync-period {}: the next starts "
+                    "now (see the README's 'Choosing the resync period')",
+                    took,
+                    format_duration(period),
+                )
+            stop.wait(max(period - took, 0.0))
     finally:
         if server is not None:
             server.stop()

@@ -67,10 +67,17 @@ class Metrics:
     """Every ksm_sync_ metric; `request` and `retry` are the hooks kube.Kube calls."""
 
     def __init__(
-        self, *, version: str, prefix: str, mirror_namespace: str, remotes: tuple[str, ...]
+        self,
+        *,
+        version: str,
+        prefix: str,
+        mirror_namespace: str,
+        remotes: tuple[str, ...],
+        resync_period: float | None = None,
     ) -> None:
         """prefix: the prefixes, comma-separated; remotes: the remotes' names (and "global"
-        when global services are mirrored): the `remote` label of the per-remote series."""
+        when global services are mirrored): the `remote` label of the per-remote series;
+        resync_period: `loop`'s, to set pass durations against."""
         disable_created_metrics()  # no *_created series: noise in textfiles and pushes
         self.prefix, self.mirror_namespace = prefix, mirror_namespace
         self.registry = r = CollectorRegistry()
@@ -146,6 +153,13 @@ class Metrics:
             ["remote", "kind"],
             registry=r,
         )
+        if resync_period is not None:
+            Gauge(
+                "ksm_sync_resync_period_seconds",
+                "loop's --resync-period: passes start this far apart, or at once after a "
+                "pass that took longer.",
+                registry=r,
+            ).set(resync_period)
         self.last_success = _LastSuccess()
         r.register(self.last_success)
         info = Info("ksm_sync", "Version and settings of this ksm-sync.", registry=r)

@@ -37,8 +37,9 @@ from tests.support.controlplane import ControlPlane
 from tests.support.world import World
 
 FAULTS = ("429", "500", "503", "504", "reset", "stall", "truncate", "expire")
-# Faults only a plan asks for: 200 with a JSON body that is not an object (a misrouted URL).
-PLANNED_FAULTS = ("not-object",)
+# Faults only a plan asks for: 200 with a JSON body that is not an object (a misrouted URL);
+# an answer slow_seconds late (a loaded API server), otherwise untouched.
+PLANNED_FAULTS = ("not-object", "slow")
 STATUS_FAULTS = {"429": "TooManyRequests", "500": "InternalError", "503": "ServiceUnavailable",
                  "504": "Timeout"}  # fmt: skip
 # Headers the proxy sets itself; Authorization is the proxy's token, never forwarded.
@@ -152,6 +153,7 @@ class FaultProxy:
     plan: Plan | None = None
     retry_after: str = "1"
     stall_seconds: float = 5.0
+    slow_seconds: float = 0.5
     page_limit: int | None = None
     drop_handshakes: int = 0  # the next N connections are closed before TLS completes
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -316,6 +318,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._status(410, "Expired", "fault proxy: the provided continue parameter is too old")
             proxy._record(request, fault, 410)
             return
+        if fault == "slow":
+            proxy._stopping.wait(proxy.slow_seconds)
         if fault == "not-object":
             self._send(200, "OK", [("Content-Type", "application/json")], b"[]")
             proxy._record(request, fault, 200)
