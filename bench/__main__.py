@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import floor, world
+from bench import floor, freshness, world
 from bench.measure import (
     FLOOR_AGENT,
     KSM_AGENT,
@@ -336,6 +336,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--remotes", type=int, default=1, help="remote planes, each with size/remotes Services"
     )
     parser.add_argument(
+        "--freshness",
+        action="store_true",
+        help="instead: staleness and cost of `loop` at each of --periods (see bench/freshness.py)",
+    )
+    parser.add_argument(
+        "--periods",
+        type=lambda text: [float(x) for x in text.split(",") if x],
+        default=[5.0, 15.0, 60.0],
+        help="resync periods in seconds, for --freshness",
+    )
+    parser.add_argument("--changes", type=int, default=20, help="remote changes per period")
+    parser.add_argument(
         "--endpoints-api",
         choices=("endpointslices", "endpoints"),
         default="endpointslices",
@@ -353,6 +365,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.freshness:
+        return main_freshness(args)
     results: dict[str, Any] = {
         "started": _now(),
         "uptime_start": _uptime(),
@@ -370,6 +384,28 @@ def main(argv: list[str]) -> int:
     Path(args.output).write_text(json.dumps(results, indent=2, default=str))
     print(f"{results['cores']} cores; {results['uptime_start']}")
     print(table(results))
+    print(f"{results['uptime_end']}\nresults: {args.output}")
+    return 0
+
+
+def main_freshness(args: argparse.Namespace) -> int:
+    results: dict[str, Any] = {
+        "started": _now(), "uptime_start": _uptime(), "cores": os.cpu_count(),
+        "args": vars(args), "rows": [],
+    }  # fmt: skip
+    logs = Path(args.output).parent / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for n in args.sizes:
+        root = Path(tempfile.mkdtemp(prefix="ksm-fresh-"))
+        try:
+            results["rows"] += freshness.run_size(n, args.periods, args.changes, root, logs)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        Path(args.output).write_text(json.dumps(results, indent=2, default=str))
+    results["uptime_end"] = _uptime()
+    Path(args.output).write_text(json.dumps(results, indent=2, default=str))
+    print(f"{results['cores']} cores; {results['uptime_start']}")
+    print(freshness.table(results["rows"]))
     print(f"{results['uptime_end']}\nresults: {args.output}")
     return 0
 

@@ -38,23 +38,23 @@ def _subsets(i: int, churned: bool = False) -> list[Json]:
     return [{"addresses": addresses, "ports": ports}]
 
 
-def _where(i: int) -> tuple[str, str]:
+def where(i: int) -> tuple[str, str]:
     return remote_namespaces()[i % NAMESPACES], f"svc-{i:05d}"
 
 
-def remote_service(i: int) -> Json:
-    namespace, name = _where(i)
+def remote_service(i: int, headless: bool = False) -> Json:
+    namespace, name = where(i)
     ports = [{"name": n, "port": p, "targetPort": t} for n, p, t in PORTS]
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": namespace, "labels": {"bench": "yes"}},
-        "spec": {"ports": ports},
+        "spec": {"ports": ports, **({"clusterIP": "None"} if headless else {})},
     }
 
 
 def remote_endpoints(i: int) -> Json:
-    namespace, name = _where(i)
+    namespace, name = where(i)
     labels = {"bench": "yes", "endpointslice.kubernetes.io/skip-mirror": "true"}
     return {
         "apiVersion": "v1",
@@ -74,7 +74,7 @@ def _slice_body(i: int, churned: bool = False) -> Json:
 
 
 def remote_slice(i: int) -> Json:
-    namespace, name = _where(i)
+    namespace, name = where(i)
     labels = {"bench": "yes", "kubernetes.io/service-name": name,
               "endpointslice.kubernetes.io/managed-by": "ksm-bench"}  # fmt: skip
     return {
@@ -86,14 +86,17 @@ def remote_slice(i: int) -> Json:
     }
 
 
-def seed(remote: Raw, n: int, concurrency: int) -> None:
-    """N Services with their Endpoints and slices, created concurrently (each in order)."""
+def seed(remote: Raw, n: int, concurrency: int, headless: bool = False) -> None:
+    """N Services with their Endpoints and slices, created concurrently (each in order);
+    headless ones answer DNS with their endpoints."""
     for namespace in remote_namespaces():
         remote.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
 
     def one(i: int) -> None:
-        namespace, _ = _where(i)
-        remote.request("POST", f"/api/v1/namespaces/{namespace}/services", remote_service(i))
+        namespace, _ = where(i)
+        remote.request(
+            "POST", f"/api/v1/namespaces/{namespace}/services", remote_service(i, headless)
+        )
         remote.request("POST", f"/api/v1/namespaces/{namespace}/endpoints", remote_endpoints(i))
         remote.request("POST", f"{SLICES}/namespaces/{namespace}/endpointslices", remote_slice(i))
 
@@ -112,7 +115,7 @@ def churn(remote: Raw, n: int, concurrency: int) -> int:
     indexes = churned(n)
 
     def one(i: int) -> None:
-        namespace, name = _where(i)
+        namespace, name = where(i)
         remote.request(
             "PATCH",
             f"/api/v1/namespaces/{namespace}/endpoints/{name}",
@@ -134,6 +137,20 @@ def churn(remote: Raw, n: int, concurrency: int) -> int:
 def prefix_of(index: int, remotes: int) -> str:
     """The prefix of the index-th remote: `bench` alone, `bench1`... among several."""
     return PREFIX if remotes == 1 else f"{PREFIX}{index + 1}"
+
+
+def replace_endpoint(remote: Raw, i: int, ip: str) -> None:
+    """The first endpoint of service i's slice gets a new IP: a pod replaced."""
+    namespace, name = where(i)
+    body = _slice_body(i)
+    body["endpoints"][0]["addresses"] = [ip]
+    remote.request("PATCH", f"{SLICES}/namespaces/{namespace}/endpointslices/{name}-1", body,
+                   content_type="application/merge-patch+json")  # fmt: skip
+
+
+def mirror_slice_name(mirror: str, remote_slice: str) -> str:
+    """The name of the mirror's copy of a remote slice (ksm-sync's rule, restated)."""
+    return f"{mirror}-{hashlib.sha256(remote_slice.encode()).hexdigest()[:10]}"
 
 
 def mirror_bodies(
@@ -165,12 +182,12 @@ def mirror_bodies(
              "subsets": endpoints.get("subsets") or []}
         )  # fmt: skip
     for remote in slices:
-        digest = hashlib.sha256(remote["metadata"]["name"].encode()).hexdigest()[:10]
         labels = {**metadata["labels"], "kubernetes.io/service-name": name,
                   "endpointslice.kubernetes.io/managed-by": "ksm-sync"}  # fmt: skip
         bodies.append(
             {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-             "metadata": {**metadata, "name": f"{name}-{digest}", "labels": labels},
+             "metadata": {**metadata, "name": mirror_slice_name(name, remote["metadata"]["name"]),
+                          "labels": labels},
              "addressType": remote["addressType"],
              "endpoints": [{"addresses": e["addresses"], "conditions": e.get("conditions", {})}
                            for e in remote.get("endpoints") or ()],
