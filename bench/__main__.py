@@ -247,7 +247,10 @@ def bench_size(n: int, args: Any) -> dict[str, Any]:
         # No EndpointSliceMirroring: in Endpoints mode it would copy every mirror into slices
         # on the local plane while ksm-sync is being measured.
         planes = controlplane.up(
-            root / "planes", die_with_parent=True, endpointslice_mirroring=False
+            root / "planes",
+            remotes=args.remotes,
+            die_with_parent=True,
+            endpointslice_mirroring=False,
         )
         floor_planes = controlplane.up(
             root / "floor", die_with_parent=True, endpointslice_mirroring=False

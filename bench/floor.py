@@ -60,27 +60,32 @@ class Cold:
 
 
 def cold(
-    remote: Raw, local: Raw, namespace: str, page_size: int, concurrency: int, endpoints_api: str
+    remotes: list[Raw],
+    local: Raw,
+    namespace: str,
+    page_size: int,
+    concurrency: int,
+    endpoints_api: str,
 ) -> Cold:
     """Lists, then every mirror created into namespace (empty), as ksm-sync's cold pass."""
     started, cpu = time.monotonic(), time.process_time()
-    seen = lists(remote, local, namespace, page_size, endpoints_api)
+    seen = lists(remotes, local, namespace, page_size, endpoints_api)
 
     def ref(obj: Json) -> tuple[str, str]:
         return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
-    endpoints = {ref(e): e for e in seen.remote_endpoints}
-    slices: dict[tuple[str, str], list[Json]] = {}
-    for s in seen.remote_slices:
-        service = (
-            s["metadata"]["namespace"],
-            s["metadata"]["labels"]["kubernetes.io/service-name"],
-        )
-        slices.setdefault(service, []).append(s)
-    groups = [
-        mirror_bodies(s, endpoints.get(ref(s)), slices.get(ref(s), []), namespace)
-        for s in seen.remote_services
-    ]
+    groups = []
+    for index, (services, remote_endpoints, remote_slices) in enumerate(seen.remotes):
+        endpoints = {ref(e): e for e in remote_endpoints}
+        slices: dict[tuple[str, str], list[Json]] = {}
+        for s in remote_slices:
+            service = s["metadata"]["labels"]["kubernetes.io/service-name"]
+            slices.setdefault((s["metadata"]["namespace"], service), []).append(s)
+        prefix = prefix_of(index, len(remotes))
+        groups += [
+            mirror_bodies(s, endpoints.get(ref(s)), slices.get(ref(s), []), namespace, prefix)
+            for s in services
+        ]
     creating = time.monotonic()
     paths = {
         "Service": f"/api/v1/namespaces/{namespace}/services",

@@ -181,10 +181,16 @@ app = typer.Typer(
 REMOTE_OPTIONS = ("label_selector", "svc_prefix", "target_kube_config", "target_kube_context",
                   "remote_api_url", "remote_ca_url", "remote_sa_token_path",
                   "insecure_ca_over_http")  # fmt: skip
-# Settings a config file may hold too, by their key there: given twice, which one wins?
-IN_CONFIG = {"mirror_ns": "mirrorNamespace", "kube_config": "local", "kube_context": "local",
-             "policy": "policy", "max_delete_ratio": "maxDeleteRatio",
-             "endpoints_api": "endpointsApi"}  # fmt: skip
+# Options a config file may set too (its key, and the Config field): given twice, which one
+# would win? Neither: it is refused.
+IN_CONFIG = {
+    "mirror_ns": ("mirrorNamespace", "mirror_namespace"),
+    "kube_config": ("local", "local"),
+    "kube_context": ("local", "local"),
+    "policy": ("policy", "policy"),
+    "max_delete_ratio": ("maxDeleteRatio", "max_delete_ratio"),
+    "endpoints_api": ("endpointsApi", "endpoints_api"),
+}
 
 
 def _name(option: str) -> str:
@@ -204,8 +210,8 @@ def build_settings(options: dict[str, Any], given: Callable[[str], bool]) -> Set
             raise UsageError(
                 f"--config {options['config']} describes the remotes: drop {', '.join(clash)}"
             )
-        for option, key in IN_CONFIG.items():
-            if given(option) and getattr(file, _FILE_FIELDS[key]) is not None:
+        for option, (key, field) in IN_CONFIG.items():
+            if given(option) and getattr(file, field) is not None:
                 raise UsageError(
                     f"{key} is set in --config {options['config']} and by {_name(option)}: "
                     "give it once"
@@ -228,25 +234,27 @@ def build_settings(options: dict[str, Any], given: Callable[[str], bool]) -> Set
         raise UsageError("--request-timeout (KSM_REQUEST_TIMEOUT) must be longer than 0s")
     mirror_ns = (file.mirror_namespace if file else None) or options["mirror_ns"]
     policy = (file.policy if file else None) or options["policy"].value
-    ratio = file.max_delete_ratio if file and file.max_delete_ratio is not None else None
+    ratio = file.max_delete_ratio if file else None
+    api = (file.endpoints_api if file else None) or options["endpoints_api"].value
+    global_services = file.global_services if file else None
+    if global_services is not None and api == "endpoints":
+        raise UsageError(
+            "global services are merged from EndpointSlices: drop --endpoints-api endpoints"
+        )
     return Settings(
         mirror_namespace=mirror_ns or credentials.default_namespace(local),
         local=local,
         remotes=remotes,
-        global_services=file.global_services if file else None,
+        global_services=global_services,
         svc_sync=options["svc_sync"],
         policy=policy,
-        endpoints_api=(file.endpoints_api if file else None) or options["endpoints_api"].value,
+        endpoints_api=api,
         max_delete_ratio=options["max_delete_ratio"] if ratio is None else ratio,
         dry_run=options["dry_run"],
         concurrency=options["concurrency"],
         pass_timeout=options["pass_timeout"],
         request_timeout=options["request_timeout"],
     )
-
-
-_FILE_FIELDS = {"mirrorNamespace": "mirror_namespace", "local": "local", "policy": "policy",
-                "maxDeleteRatio": "max_delete_ratio", "endpointsApi": "endpoints_api"}  # fmt: skip
 
 
 def _flag_remote(options: dict[str, Any]) -> Remote:

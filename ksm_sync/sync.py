@@ -35,13 +35,13 @@ from ksm_sync.kube import (
     RetryPolicy,
 )
 from ksm_sync.merge import LOCAL_CLUSTER, Source, desired_global
-from ksm_sync.mirror import desired_mirrors
+from ksm_sync.mirror import Mirror, Skip, desired_mirrors
 from ksm_sync.model import Ref
 from ksm_sync.observe import Objects, collector_paused, observe_local, observe_remote
 from ksm_sync.plan import Plan, Policy, calculate
 from ksm_sync.progress import Progress
 from ksm_sync.report import Report, describe, describe_skip, planned, tally
-from ksm_sync.settings import KubeconfigSource, Remote, Settings, TokenSource
+from ksm_sync.settings import KubeconfigSource, Remote, Settings, Target, TokenSource
 
 GLOBAL = "global"  # how the global services' plan is named in reports and metrics
 
@@ -231,19 +231,7 @@ def _plan(
 ) -> Plan:
     target = settings.target(remote.prefix)
     desired, skips = desired_mirrors(own.services, own.endpoints, target, own.slices)
-    current = mirrors.of_prefix(remote.prefix)
-    plan = calculate(
-        desired,
-        current.services,
-        current.endpoints,
-        prefix=remote.prefix,
-        policy=policy_for(settings, remote.prefix, state),
-        skipped=skips,
-        slices=current.slices,
-    )
-    if state is not None:
-        state.seen_remotes.setdefault(remote.prefix, set()).update(s.meta.ref for s in own.services)
-    return plan
+    return _calculate(settings, target, desired, skips, mirrors, state)
 
 
 def _plan_global(
@@ -260,25 +248,41 @@ def _plan_global(
     sources = [Source(r.name, seen[r.name].shared) for r in settings.remotes]
     if local_shared is not None:
         sources.append(Source(LOCAL_CLUSTER, local_shared))
-    current = mirrors.of_prefix(wanted.prefix)
     desired, skips, warnings = desired_global(
-        sources, current, target, now=now, unreachable_after=wanted.unreachable_after
+        sources,
+        mirrors.of_prefix(wanted.prefix),
+        target,
+        now=now,
+        unreachable_after=wanted.unreachable_after,
     )
     for warning in warnings:
         logger.warning(warning)
+    return _calculate(settings, target, desired, skips, mirrors, state)
+
+
+def _calculate(
+    settings: Settings,
+    target: Target,
+    desired: dict[str, Mirror],
+    skips: list[Skip],
+    mirrors: Objects,
+    state: PassState | None,
+) -> Plan:
+    """The plan of one prefix; `loop` remembers the remotes it saw, for --no-svc-sync."""
+    current = mirrors.of_prefix(target.prefix)
     plan = calculate(
         desired,
         current.services,
         current.endpoints,
-        prefix=wanted.prefix,
-        policy=policy_for(settings, wanted.prefix, state),
+        prefix=target.prefix,
+        policy=policy_for(settings, target.prefix, state),
         skipped=skips,
         slices=current.slices,
     )
     if state is not None:
-        state.seen_remotes.setdefault(wanted.prefix, set()).update(
-            m.remote for m in desired.values()
-        )
+        seen = state.seen_remotes.setdefault(target.prefix, set())
+        seen.update(m.remote for m in desired.values())
+        seen.update(s.remote for s in skips)
     return plan
 
 

@@ -63,6 +63,12 @@ def in_remote2(world: World, remote2: Cluster) -> None:
     remote2.request("POST", "/api/v1/namespaces", {"metadata": {"name": world.remote_ns}})
 
 
+def web_in_a_and_api_in_b(world: World, remote2: Cluster) -> None:
+    in_remote2(world, remote2)
+    world.service("web")
+    remote2.apply(service(world.remote_ns, "api", labels={world.label: "yes"}))
+
+
 def test_both_remotes_are_mirrored_in_one_pass_that_lists_the_local_namespace_once(
     world: World, remote2: Cluster, tmp_path: Path
 ) -> None:
@@ -98,9 +104,7 @@ def test_both_remotes_are_mirrored_in_one_pass_that_lists_the_local_namespace_on
 def test_a_remote_made_unreachable_mid_run_leaves_its_mirrors_as_they_are(
     world: World, remote2: Cluster, tmp_path: Path
 ) -> None:
-    in_remote2(world, remote2)
-    world.service("web")
-    remote2.apply(service(world.remote_ns, "api", labels={world.label: "yes"}))
+    web_in_a_and_api_in_b(world, remote2)
     names = prefixes(world)
     with FaultProxy(remote2.plane, seed=8) as proxy:
         kubeconfigs = {"a": world.remote.kubeconfig,
@@ -174,9 +178,7 @@ def test_a_global_service_answers_with_the_pods_of_both_remotes(
 def test_a_dry_run_covers_every_remote_and_writes_nothing(
     world: World, remote2: Cluster, tmp_path: Path
 ) -> None:
-    in_remote2(world, remote2)
-    world.service("web")
-    remote2.apply(service(world.remote_ns, "api", labels={world.label: "yes"}))
+    web_in_a_and_api_in_b(world, remote2)
     config = write_config(world, tmp_path / "config.yaml", both(world, remote2))
 
     result = run_cli(["once", "--config", config, "--dry-run"])

@@ -8,7 +8,10 @@ import re
 import secrets
 import signal
 import socket
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.cli import start_cli
@@ -290,45 +293,43 @@ def test_odd_endpoints_are_stored_as_written_and_never_rewritten(world: World) -
     assert [a["ip"] for a in mirror["notReadyAddresses"]] == ["10.2.0.2"]
 
 
-def test_sigterm_leaves_no_credential_files_behind(world: World, tmp_path: Path) -> None:
-    """The client writes the kubeconfig's key to a file; SIGTERM mid-pass must not leave it."""
+@contextmanager
+def _once_stalled_on_the_remote(
+    world: World, tmp_path: Path, request_timeout: str
+) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """`once` with its own TMPDIR, hanging in its first remote list (a stalled remote)."""
     world.service("web")
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     with FaultProxy(world.remote.plane, seed=6) as proxy:
         proxy.rate, proxy.faults, proxy.stall_seconds = 1.0, ("stall",), 60
         args = through(world, tmp_path, remote=proxy)
-        process = start_cli(["once", *args, "--request-timeout", "2s"], env={"TMPDIR": str(tmpdir)})
+        env = {"TMPDIR": str(tmpdir)}
+        process = start_cli(["once", *args, "--request-timeout", request_timeout], env=env)
         deadline = time.monotonic() + 60
         while not proxy.requests() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proxy.requests(), "the pass never reached the remote"
+        yield process, tmpdir
+
+
+def test_sigterm_leaves_no_credential_files_behind(world: World, tmp_path: Path) -> None:
+    """The client writes the kubeconfig's key to a file; SIGTERM mid-pass must not leave it."""
+    with _once_stalled_on_the_remote(world, tmp_path, "2s") as (process, tmpdir):
         assert any(tmpdir.rglob("*")), "the client wrote no credential files to look for"
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
-    print(
-        f"\nonce stopped {time.monotonic() - started:.1f}s after SIGTERM, exit {process.returncode}"
-    )
-    assert time.monotonic() - started < 2 + 3  # the request in flight, then no retry
+    stopped = time.monotonic() - started
+    print(f"\nonce stopped {stopped:.1f}s after SIGTERM, exit {process.returncode}")
+    assert stopped < 2 + 3  # the request in flight, then no retry
     assert "SIGTERM received" in stderr
     assert list(tmpdir.rglob("*")) == [], stderr
     assert world.mirrors() == {}
 
 
 def test_a_second_sigterm_stops_at_once_and_cleans_up(world: World, tmp_path: Path) -> None:
-    world.service("web")
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
-    with FaultProxy(world.remote.plane, seed=7) as proxy:
-        proxy.rate, proxy.faults, proxy.stall_seconds = 1.0, ("stall",), 60
-        args = through(world, tmp_path, remote=proxy)
-        process = start_cli(
-            ["once", *args, "--request-timeout", "30s"], env={"TMPDIR": str(tmpdir)}
-        )
-        deadline = time.monotonic() + 60
-        while not proxy.requests() and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with _once_stalled_on_the_remote(world, tmp_path, "30s") as (process, tmpdir):
         process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
