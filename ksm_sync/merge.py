@@ -79,18 +79,17 @@ def desired_global(
         if problem := name_problem(name):
             skips.append(Skip(ref, name, f"global mirror name {name!r} is {problem}"))
             continue
-        since = _since(current_services.get(name))
-        waiting = {
-            cluster: since.get(cluster, now)
-            for cluster in unreachable
-            if kept.get(name, {}).get(cluster)
-            and now - since.get(cluster, now) <= unreachable_after
-        }
+        recorded = _since(current_services.get(name))
+        since = {cluster: recorded.get(cluster, now) for cluster in unreachable}
+        # Unreachable clusters still within their time: what they had stays, even a
+        # Service they alone had (with no endpoints to show it).
+        waiting = {c for c, t in since.items() if now - t <= unreachable_after}
         ref_offers = offers.get(ref, [])
         if not ref_offers and not waiting:
             continue  # nobody has it any more: stale
         meta = ownership.mirror_meta(name, target.namespace, target.prefix, ref)
-        meta = replace(meta, annotations=tuple(sorted((*meta.annotations, _record(waiting)))))
+        # Every unreachable cluster stays recorded, past its time too, until it is back.
+        meta = replace(meta, annotations=tuple(sorted((*meta.annotations, _record(since)))))
         if ref_offers:
             first = ref_offers[0]
             service = mirror_service(first.service, meta)
@@ -103,7 +102,7 @@ def desired_global(
             for o in ref_offers
             for s in o.slices
         ]  # fmt: skip
-        slices += [s for cluster in waiting for s in kept[name][cluster]]
+        slices += [s for cluster in waiting for s in kept.get(name, {}).get(cluster, ())]
         mirrors[name] = Mirror(ref, service, None, tuple(slices))
     return mirrors, skips, warnings
 
@@ -159,9 +158,9 @@ def _since(service: Service | None) -> dict[str, float]:
         return {}  # unreadable: counted from now, which only ever keeps slices longer
 
 
-def _record(waiting: dict[str, float]) -> tuple[str, str]:
+def _record(since: dict[str, float]) -> tuple[str, str]:
     record = {
         cluster: datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
-        for cluster, t in sorted(waiting.items())
+        for cluster, t in sorted(since.items())
     }
     return ownership.UNREACHABLE_ANNOTATION, json.dumps(record, separators=(",", ":"))

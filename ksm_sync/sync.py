@@ -88,13 +88,12 @@ def run_pass(
     state: PassState | None = None,
     cancel: threading.Event | None = None,
     observers: Observers = Observers(),
-    now: Callable[[], float] = time.time,
 ) -> Report:
     """Runs one pass and logs its report; never raises for a cluster's fault, only reports it."""
     started = time.monotonic()
     with logger.contextualize(pass_id=uuid.uuid4().hex[:8]):
         try:
-            report = _steps(settings, started, workdir, state, cancel, observers, now())
+            report = _steps(settings, started, workdir, state, cancel, observers)
         except _NoRemote as error:
             report = Report(error=str(error), remote_errors=error.errors)
         except NotSent as error:
@@ -125,7 +124,6 @@ def _steps(
     state: PassState | None,
     cancel: threading.Event | None,
     observers: Observers,
-    now: float,
 ) -> Report:
     def kube(side: str, name: str, source: KubeconfigSource | TokenSource) -> Kube:
         return _client(settings, side, name, source, started, workdir, observers, cancel)
@@ -150,7 +148,7 @@ def _steps(
         plans[remote.name] = _plan(settings, remote, own, mirrors, state)
         objects.update(own.counts("remote"))  # all remotes together
     if settings.global_services is not None:
-        plans[GLOBAL] = _plan_global(settings, seen, local_shared, mirrors, state, now)
+        plans[GLOBAL] = _plan_global(settings, seen, local_shared, mirrors, state, time.time())
     for plan in plans.values():
         _log_plan(plan)
 

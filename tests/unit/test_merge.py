@@ -95,6 +95,11 @@ def test_an_unreachable_cluster_keeps_its_slices_until_its_time_is_up() -> None:
     expired = merge([Source("east", cluster("10.1.0.1")), Source("west", None)], stored(later),
                     now=gone_at + HOUR + 1)[0]  # fmt: skip
     assert set(sources_of(expired["global-web-6d6972726f720a-shop"])) == {"east"}
+    still = merge([Source("east", cluster("10.1.0.1")), Source("west", None)], stored(expired),
+                  now=gone_at + HOUR + 60)[0]  # fmt: skip
+    current = stored(expired)  # once expired, it stays so: no writes while it stays away
+    plan = calculate(still, current.services, (), prefix="global", slices=current.slices)
+    assert plan.changes == ()
     back = merge([Source("east", cluster("10.1.0.1")), Source("west", cluster("10.2.0.1"))],
                  stored(expired), now=gone_at + 2 * HOUR)[0]  # fmt: skip
     [mirror] = back.values()
@@ -129,3 +134,13 @@ def test_nobody_has_it_any_more_and_it_is_stale() -> None:
     plan = calculate(none, stored(both).services, (), prefix="global",
                      policy=Policy(), slices=stored(both).slices)  # fmt: skip
     assert sorted(c.kind for c in plan.changes) == ["EndpointSlice", "Service"]
+
+
+def test_a_service_only_an_unreachable_cluster_has_stays_for_its_time() -> None:
+    """Even with no endpoints to show that the cluster had it (an ExternalName, say)."""
+    external = Service(Meta(Ref("shop", "db")), "ExternalName", False, (), "db.example.com")
+    before = merge([Source("east", Objects(services=(external,)))])[0]
+    away = merge([Source("east", None)], stored(before), now=100.0)[0]
+    assert list(away) == ["global-db-6d6972726f720a-shop"]
+    gone = merge([Source("east", None)], stored(away), now=100.0 + HOUR + 1)[0]
+    assert gone == {}
