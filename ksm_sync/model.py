@@ -50,7 +50,7 @@ Json = dict[str, Any]
 DEFAULT_AFFINITY_TIMEOUT = 10800  # the API server's default for ClientIP affinity
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ref:
     """namespace/name of a Kubernetes object."""
 
@@ -61,7 +61,7 @@ class Ref:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Meta:
     """What the planner needs of metadata; uid and resource_version only for live objects."""
 
@@ -78,7 +78,7 @@ class Meta:
         return dict(self.annotations).get(key)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServicePort:
     name: str
     protocol: str
@@ -87,7 +87,7 @@ class ServicePort:
     app_protocol: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Service:
     meta: Meta
     type: str  # ClusterIP, NodePort, LoadBalancer or ExternalName
@@ -99,7 +99,7 @@ class Service:
     ip_families: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Address:
     ip: str
     hostname: str | None = None
@@ -107,7 +107,7 @@ class Address:
     target_name: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EndpointPort:
     name: str
     port: int | None  # None only in an EndpointSlice: every port of the Service
@@ -115,20 +115,20 @@ class EndpointPort:
     app_protocol: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Subset:
     ports: tuple[EndpointPort, ...]
     addresses: tuple[Address, ...]
     not_ready: tuple[Address, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoints:
     meta: Meta
     subsets: tuple[Subset, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """One endpoint of an EndpointSlice; a condition left unset stays None, as the API has it."""
 
@@ -141,7 +141,7 @@ class Endpoint:
     target_name: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EndpointSlice:
     meta: Meta
     service: str  # the kubernetes.io/service-name label: the Service the slice belongs to
