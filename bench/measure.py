@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -85,14 +86,48 @@ def ksm_sync_command() -> list[str]:
     return [str(beside)] if beside.exists() else ["ksm-sync"]
 
 
+class _PeakRss:
+    """The peak RSS of a running process, sampled from /proc until it exits.
+
+    Not wait4's ru_maxrss: Linux carries a process's high-water mark across exec, so a child
+    started by a big parent (this one, after parsing 10,000 objects for the floor) reports
+    the parent's size. VmHWM is the process's own, and only ever grows.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.kb = pid, 0
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while True:
+            try:
+                text = status.read_text()
+            except OSError:
+                return
+            found = [
+                int(line.split()[1]) for line in text.splitlines() if line.startswith("VmHWM:")
+            ]
+            if not found:
+                return  # exited: no memory any more
+            self.kb = max(self.kb, found[0])
+            time.sleep(0.01)
+
+    def mb(self) -> float:
+        self._thread.join()
+        return self.kb / 1024
+
+
 def run_ksm(args: list[str], log: Path, prefix: list[str] | None = None) -> Run:
-    """Runs the real CLI; peak RSS is the child's own, from wait4, not the control planes'."""
+    """Runs the real CLI; its own peak RSS (VmHWM), not the control planes' or this one's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KSM_") and k != "KUBECONFIG"}
     argv = [*(prefix or ksm_sync_command()), "once", *args]
     load = os.getloadavg()
     with log.open("w") as out:
         started = time.monotonic()
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        peak = _PeakRss(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -101,7 +136,7 @@ def run_ksm(args: list[str], log: Path, prefix: list[str] | None = None) -> Run:
     return Run(
         argv=argv,
         wall=wall,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_rss_mb=peak.mb(),
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         exit_code=proc.returncode,
         pass_seconds=float(match["duration"]) if match else None,
