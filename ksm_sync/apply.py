@@ -1,9 +1,9 @@
 """Apply: write a plan's changes, concurrently per mirror, each object on its own.
 
 Every write is conditional: updates carry the resourceVersion they were computed from,
-deletes the uid they saw. A write that collides (409) reads the object again and asks
-`ownership.holder` who has it: someone else's is a conflict and stays untouched; ours,
-or gone, is a race the next pass settles.
+deletes the uid and resourceVersion they judged ours. A write that collides (409) reads the
+object again and asks `ownership.holder` who has it: someone else's is a conflict and stays
+untouched; ours, or gone, is a race the next pass settles.
 """
 
 from __future__ import annotations
