@@ -4,7 +4,9 @@ Per size: fresh control planes and a CoreDNS serving the mirrors; N remote headl
 with one slice each, mirrored once. Then per resync period:
 
 1. cost: `loop` runs a few quiet passes; the API servers' CPU seconds (both, from /proc) and
-   ksm-sync's own CPU and peak memory over them, per pass and per hour;
+   ksm-sync's own CPU and peak memory over them, per pass and per hour. The API servers' own
+   idle rate (controllers, leases, watches) is measured first, with no ksm-sync running, and
+   taken off: what is left is what the passes cost them;
 2. freshness: remote slices change at random moments (one IP replaced); each change is timed
    until the local mirror holds the new IP, and until the local CoreDNS answers it.
 
@@ -89,15 +91,25 @@ def start_loop(planes: dict[str, controlplane.ControlPlane], period: float, log:
     return Loop(proc, log)
 
 
-def cost(planes: dict[str, controlplane.ControlPlane], loop: Loop, passes: int) -> dict:
-    """CPU of both API servers and of ksm-sync over `passes` quiet passes."""
+def idle_rate(planes: dict[str, controlplane.ControlPlane], seconds: float = 60.0) -> float:
+    """CPU seconds per second both API servers spend with no ksm-sync running."""
+    servers = apiserver_pids(planes)
+    before = sum(cpu_seconds(p) for p in servers)
+    time.sleep(seconds)
+    return (sum(cpu_seconds(p) for p in servers) - before) / seconds
+
+
+def cost(
+    planes: dict[str, controlplane.ControlPlane], loop: Loop, passes: int, idle: float
+) -> dict:
+    """CPU of both API servers (beyond their idle rate) and of ksm-sync over quiet passes."""
     servers = apiserver_pids(planes)
     done = len(loop.passes())
     server_cpu = sum(cpu_seconds(p) for p in servers)
     ksm_cpu, started = cpu_seconds(loop.proc.pid), time.monotonic()
     loop.wait_passes(done + passes, timeout=passes * 600)
     elapsed = time.monotonic() - started
-    server_cpu = sum(cpu_seconds(p) for p in servers) - server_cpu
+    server_cpu = sum(cpu_seconds(p) for p in servers) - server_cpu - idle * elapsed
     ksm_cpu = cpu_seconds(loop.proc.pid) - ksm_cpu
     durations = [p["duration_seconds"] for p in loop.passes()[done:]]
     return {
@@ -188,16 +200,18 @@ def run_size(n: int, periods: list[float], changes: int, root: Path, logs: Path)
         local.request("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
         address = controlplane.dns(root, svc_prefix=world.PREFIX, mirror_ns=NAMESPACE,
                                    die_with_parent=True)  # fmt: skip
+        idle = idle_rate(planes)
+        print(f"[freshness] n={n}: API servers idle {idle * 3600:.0f} CPU s/hour", file=sys.stderr)
         rows = []
         for run, period in enumerate(periods):
             loop = start_loop(planes, period, logs / f"freshness-n{n}-p{period:g}.log")
             try:
                 loop.wait_passes(2, timeout=3600)  # the first (cold, or catching up) and one more
-                spent = cost(planes, loop, passes=3)
+                spent = cost(planes, loop, passes=3, idle=idle)
                 delays = freshness(remote, local, address, n, period, changes, run)
             finally:
                 loop.stop()
-            row = {"n": n, "period": period, **spent,
+            row = {"n": n, "period": period, "apiserver_idle_cpu_per_hour": idle * 3600, **spent,
                    "mirror": summary(delays["mirror"]), "dns": summary(delays["dns"])}  # fmt: skip
             print(f"[freshness] {row_text(row)}", file=sys.stderr, flush=True)
             rows.append(row)
