@@ -8,6 +8,7 @@ long enough for changes to land inside them.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -19,6 +20,7 @@ import pytest
 from tests.support.cluster import Cluster, Json
 from tests.support.faultproxy import FaultProxy, Request, through
 from tests.support.loop import LoopRun
+from tests.support.observability import free_port, scrape, value
 from tests.support.world import World
 
 PERIOD = 2.0
@@ -70,8 +72,7 @@ def test_a_remote_change_shows_within_one_period_and_one_pass(world: World, tmp_
         finally:
             assert run.stop() == 0, run.tail()
 
-    passes = [(_at(line) - line["duration_seconds"], _at(line)) for line in run.lines
-              if str(line.get("message", "")).startswith("pass done")]  # fmt: skip
+    passes = _passes(run)
     # The passes a change could wait for: those that started at most a period before it.
     passes = [(start, end) for start, end in passes if start > min(made.values()) - PERIOD]
     longest = max(end - start for start, end in passes)
@@ -82,6 +83,57 @@ def test_a_remote_change_shows_within_one_period_and_one_pass(world: World, tmp_
     assert len(delays) == CHANGES, f"changes never seen: {set(made) - set(delays)}"
     assert max(delays.values()) <= PERIOD + longest + SLACK
     assert mid_pass, "no change landed inside a pass: the test proves less than it says"
+
+
+def test_passes_longer_than_the_period_follow_at_once_and_the_beat_does_not_drift(
+    world: World, tmp_path: Path
+) -> None:
+    """Local lists answered 1.5 s late make every pass outlast a 1 s period: each pass starts
+    as the last ends, never beside it, with a warning, and the duration histogram shows it.
+    Lists answered 0.15 s late make passes shorter than the period again: they start a period
+    apart, not a period plus a pass."""
+    world.service("s00")
+    world.slice("s00", "s00-1", endpoints("10.5.0.1"))
+
+    def slow_lists(request: Request) -> str | None:
+        return "slow" if request.method == "GET" else None
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with FaultProxy(world.local.plane, seed=3) as proxy:
+        proxy.plan, proxy.slow_seconds = slow_lists, 1.5
+        run = LoopRun([*through(world, tmp_path, local=proxy), "--resync-period", "1s",
+                       "--listen-address", url[7:]])  # fmt: skip
+        try:
+            run.wait_passes(4, 120)
+            during = scrape(url)
+            overran = len(_passes(run))
+            proxy.slow_seconds = 0.15
+            run.wait_passes(7, 120)
+        finally:
+            assert run.stop() == 0, run.tail()
+
+    passes = _passes(run)
+    long, short = passes[:overran], passes[overran + 1 :]  # the pass of the switch is neither
+    gaps = [b[0] - a[1] for a, b in itertools.pairwise(long)]
+    beats = [b[0] - a[0] for a, b in itertools.pairwise(short)]
+    print(f"\nafter long passes the next started {[round(g, 2) for g in gaps]}s after; "
+          f"passes of {[round(e - s, 2) for s, e in short]}s started "
+          f"{[round(b, 2) for b in beats]}s apart")  # fmt: skip
+    assert all(end - start > 1.0 for start, end in long)
+    assert all(-0.05 <= gap <= 0.3 for gap in gaps), "a pass waited, or ran beside another"
+    warnings = [m for m in run.messages("warning") if "longer than --resync-period 1s" in m]
+    assert len(warnings) >= len(long)
+    assert value(during, "ksm_sync_resync_period_seconds") == 1.0
+    count = value(during, "ksm_sync_pass_duration_seconds_count")
+    assert count and value(during, "ksm_sync_pass_duration_seconds_bucket", le="1.0") == 0
+    assert all(0.3 < end - start < 1.0 for start, end in short)
+    assert all(0.95 <= beat <= 1.15 for beat in beats), "the beat drifts by the passes' length"
+
+
+def _passes(run: LoopRun) -> list[tuple[float, float]]:
+    """(start, end), in wall seconds, of every pass that ran."""
+    return [(_at(line) - line["duration_seconds"], _at(line)) for line in list(run.lines)
+            if str(line.get("message", "")).startswith("pass done")]  # fmt: skip
 
 
 def _watch(world: World, service: str, ip: str, change: int, seen: dict[int, float]) -> None:
