@@ -23,8 +23,10 @@ from ksm_sync.kube import ApiError, Kube, NotSent
 from ksm_sync.model import (
     Endpoints,
     Json,
+    Kind,
     Service,
     affinity_to_api,
+    collection_path,
     endpoints_from_api,
     endpoints_to_api,
     service_from_api,
@@ -35,7 +37,7 @@ from ksm_sync.model import (
     slice_to_api,
     subsets_to_api,
 )
-from ksm_sync.plan import PAST, Change, Kind, Object, change_of
+from ksm_sync.plan import PAST, Change, Object, change_of
 
 Result = Literal["done", "conflict", "skipped", "failed", "raced", "abandoned"]
 UPDATE_ATTEMPTS = 3
@@ -64,8 +66,7 @@ class _Writer:
         self.kube, self.namespace = kube, namespace
 
     def _path(self, kind: Kind, name: str = "") -> str:
-        api, collection = _COLLECTIONS[kind]
-        path = f"{api}/namespaces/{self.namespace}/{collection}"
+        path = collection_path(kind, self.namespace)
         return f"{path}/{name}" if name else path
 
     def apply(self, change: Change) -> Outcome:
@@ -172,11 +173,6 @@ class _Writer:
         return Outcome(change, "raced", "changed since observed; next pass")
 
 
-_COLLECTIONS: dict[Kind, tuple[str, str]] = {
-    "Service": ("/api/v1", "services"),
-    "Endpoints": ("/api/v1", "endpoints"),
-    "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices"),
-}
 _FROM_API: dict[Kind, Callable[[Json], Object]] = {
     "Service": service_from_api,
     "Endpoints": endpoints_from_api,

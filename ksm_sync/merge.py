@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from ksm_sync import ownership
-from ksm_sync.mirror import Mirror, Skip, mirror_service, mirror_slice
+from ksm_sync.mirror import Mirror, Skip, mirror_service, mirror_slice, slices_by_service
 from ksm_sync.model import EndpointSlice, Ref, Service
 from ksm_sync.naming import mirror_name, name_problem
 from ksm_sync.observe import Objects
@@ -113,19 +113,11 @@ def _offers(sources: Sequence[Source]) -> dict[Ref, list[_Offer]]:
     for source in sources:
         if source.objects is None:
             continue
-        slices: dict[Ref, list[EndpointSlice]] = {}
-        for remote_slice in source.objects.slices:
-            slices.setdefault(
-                Ref(remote_slice.meta.ref.namespace, remote_slice.service), []
-            ).append(remote_slice)
+        slices = slices_by_service(source.objects.slices)
         for service in source.objects.services:
             ref = service.meta.ref
-            if service.type == "ExternalName":
-                offers.setdefault(ref, []).append(_Offer(source.cluster, service, ()))
-            else:
-                offers.setdefault(ref, []).append(
-                    _Offer(source.cluster, service, tuple(slices.get(ref, ())))
-                )
+            own = () if service.type == "ExternalName" else tuple(slices.get(ref, ()))
+            offers.setdefault(ref, []).append(_Offer(source.cluster, service, own))
     return offers
 
 

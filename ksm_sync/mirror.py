@@ -78,6 +78,14 @@ def mirror_slice(
     return EndpointSlice(meta, mirror, remote.address_type, remote.ports, remote.endpoints)
 
 
+def slices_by_service(slices: Iterable[EndpointSlice]) -> dict[Ref, list[EndpointSlice]]:
+    """Slices grouped by the Service they belong to (their kubernetes.io/service-name)."""
+    grouped: dict[Ref, list[EndpointSlice]] = {}
+    for each in slices:
+        grouped.setdefault(Ref(each.meta.ref.namespace, each.service), []).append(each)
+    return grouped
+
+
 def desired_mirrors(
     services: Iterable[Service],
     endpoints: Iterable[Endpoints],
@@ -92,10 +100,7 @@ def desired_mirrors(
     would silently stand the other's name for it.
     """
     by_ref = {e.meta.ref: e for e in endpoints}
-    slices_by_ref: dict[Ref, list[EndpointSlice]] = {}
-    for remote_slice in slices:
-        service_ref = Ref(remote_slice.meta.ref.namespace, remote_slice.service)
-        slices_by_ref.setdefault(service_ref, []).append(remote_slice)
+    slices_by_ref = slices_by_service(slices)
     services = list(services)
     claims: dict[str, list[Ref]] = {}
     for remote in services:

@@ -44,10 +44,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 Json = dict[str, Any]
+Kind = Literal["Service", "Endpoints", "EndpointSlice"]
+_COLLECTIONS: dict[Kind, tuple[str, str]] = {
+    "Service": ("/api/v1", "services"),
+    "Endpoints": ("/api/v1", "endpoints"),
+    "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices"),
+}
 DEFAULT_AFFINITY_TIMEOUT = 10800  # the API server's default for ClientIP affinity
+
+
+def collection_path(kind: Kind, namespace: str | None = None) -> str:
+    """Where a kind's objects are listed and created: in one namespace, or in all of them."""
+    api, plural = _COLLECTIONS[kind]
+    return f"{api}/namespaces/{namespace}/{plural}" if namespace else f"{api}/{plural}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,15 +205,31 @@ def service_from_api(obj: Json) -> Service:
     )
 
 
+def _identity(raw: Json) -> dict[str, str | None]:
+    """The hostname and targetRef kind and name of an address or a slice's endpoint; a
+    reference without a name is not kept at all."""
+    target = raw.get("targetRef") or {}
+    name = target.get("name") or None
+    return {
+        "hostname": raw.get("hostname") or None,
+        "target_kind": (target.get("kind") or None) if name else None,
+        "target_name": name,
+    }
+
+
+def _identity_to_api(x: Address | Endpoint) -> Json:
+    out: Json = {}
+    if x.hostname:
+        out["hostname"] = x.hostname
+    if x.target_name:
+        out["targetRef"] = {"name": x.target_name}
+        if x.target_kind:
+            out["targetRef"]["kind"] = x.target_kind
+    return out
+
+
 def _address(a: Json) -> Address:
-    target = a.get("targetRef") or {}
-    name = target.get("name") or None  # a reference without a name is not kept at all
-    return Address(
-        ip=a["ip"],
-        hostname=a.get("hostname") or None,
-        target_kind=(target.get("kind") or None) if name else None,
-        target_name=name,
-    )
+    return Address(ip=a["ip"], **_identity(a))
 
 
 def _endpoint_port(p: Json) -> EndpointPort:
@@ -270,16 +298,12 @@ def _subset_key(s: Subset) -> tuple[tuple, tuple, tuple]:
 
 def _endpoint(e: Json) -> Endpoint:
     conditions = e.get("conditions") or {}
-    target = e.get("targetRef") or {}
-    name = target.get("name") or None
     return Endpoint(
         addresses=tuple(e.get("addresses") or ()),
         ready=conditions.get("ready"),
         serving=conditions.get("serving"),
         terminating=conditions.get("terminating"),
-        hostname=e.get("hostname") or None,
-        target_kind=(target.get("kind") or None) if name else None,
-        target_name=name,
+        **_identity(e),
     )
 
 
@@ -313,13 +337,7 @@ def _endpoint_to_api(e: Endpoint) -> Json:
     out: Json = {"addresses": list(e.addresses)}
     conditions = {"ready": e.ready, "serving": e.serving, "terminating": e.terminating}
     out["conditions"] = {k: v for k, v in conditions.items() if v is not None}
-    if e.hostname:
-        out["hostname"] = e.hostname
-    if e.target_name:
-        out["targetRef"] = {"name": e.target_name}
-        if e.target_kind:
-            out["targetRef"]["kind"] = e.target_kind
-    return out
+    return {**out, **_identity_to_api(e)}
 
 
 def slice_to_api(endpoint_slice: EndpointSlice) -> Json:
@@ -397,14 +415,7 @@ def service_to_api(service: Service) -> Json:
 
 
 def _address_to_api(a: Address) -> Json:
-    out: Json = {"ip": a.ip}
-    if a.hostname:
-        out["hostname"] = a.hostname
-    if a.target_name:
-        out["targetRef"] = {"name": a.target_name}
-        if a.target_kind:
-            out["targetRef"]["kind"] = a.target_kind
-    return out
+    return {"ip": a.ip, **_identity_to_api(a)}
 
 
 def subsets_to_api(subsets: tuple[Subset, ...]) -> list[Json]:

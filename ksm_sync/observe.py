@@ -17,7 +17,9 @@ from ksm_sync.kube import Kube
 from ksm_sync.model import (
     Endpoints,
     EndpointSlice,
+    Kind,
     Service,
+    collection_path,
     endpoints_from_api,
     service_from_api,
     slice_from_api,
@@ -25,7 +27,6 @@ from ksm_sync.model import (
 from ksm_sync.settings import EndpointsApi
 
 PAGE_SIZE = 500
-SLICES_API = "/apis/discovery.k8s.io/v1"
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,11 @@ def observe_remote(
 ) -> Objects:
     """A remote's Services matching label_selector, in all namespaces, with their endpoints."""
     query = {"labelSelector": label_selector}
-    services = _list(kube, "/api/v1/services", query, service_from_api, page_size)
+    services = _list(kube, collection_path("Service"), query, service_from_api, page_size)
     if endpoints_api == "endpoints":
-        endpoints = _list(kube, "/api/v1/endpoints", query, endpoints_from_api, page_size)
+        endpoints = _list(kube, collection_path("Endpoints"), query, endpoints_from_api, page_size)
         return Objects(services, endpoints=endpoints)
-    slices = _list(kube, f"{SLICES_API}/endpointslices", query, slice_from_api, page_size)
+    slices = _list(kube, collection_path("EndpointSlice"), query, slice_from_api, page_size)
     return Objects(services, slices=slices)
 
 
@@ -73,17 +74,14 @@ def observe_local(
 ) -> Objects:
     """The mirrors of these prefixes in the mirror namespace, each kind in one list."""
     query = {"labelSelector": ownership.selector(*prefixes)}
-    core = f"/api/v1/namespaces/{namespace}"
+
+    def mirrors(kind: Kind, convert: Callable) -> tuple:
+        return _list(kube, collection_path(kind, namespace), query, convert, page_size)
+
     return Objects(
-        _list(kube, f"{core}/services", query, service_from_api, page_size),
-        _list(kube, f"{core}/endpoints", query, endpoints_from_api, page_size),
-        _list(
-            kube,
-            f"{SLICES_API}/namespaces/{namespace}/endpointslices",
-            query,
-            slice_from_api,
-            page_size,
-        ),
+        mirrors("Service", service_from_api),
+        mirrors("Endpoints", endpoints_from_api),
+        mirrors("EndpointSlice", slice_from_api),
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ksm_sync.mirror import Mirror, Skip
-from ksm_sync.model import Endpoints, EndpointSlice, Ref, Service
+from ksm_sync.model import Endpoints, EndpointSlice, Kind, Ref, Service
 from ksm_sync.ownership import owned, ownership_differs, remote_of
 
 ORPHAN = "orphan: no Service mirror"
@@ -28,7 +28,6 @@ PAST: dict[Action, str] = {
     "recreate": "recreated",
     "delete": "deleted",
 }
-Kind = Literal["Service", "Endpoints", "EndpointSlice"]
 Object = Service | Endpoints | EndpointSlice
 
 

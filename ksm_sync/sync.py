@@ -266,16 +266,16 @@ def _calculate(
     mirrors: Objects,
     state: PassState | None,
 ) -> Plan:
-    """The plan of one prefix; `loop` remembers the remotes it saw, for --no-svc-sync."""
-    current = mirrors.of_prefix(target.prefix)
+    """The plan of one prefix (the planner keeps only the mirrors that prefix owns); `loop`
+    remembers the remotes it saw, for --no-svc-sync."""
     plan = calculate(
         desired,
-        current.services,
-        current.endpoints,
+        mirrors.services,
+        mirrors.endpoints,
         prefix=target.prefix,
         policy=policy_for(settings, target.prefix, state),
         skipped=skips,
-        slices=current.slices,
+        slices=mirrors.slices,
     )
     if state is not None:
         seen = state.seen_remotes.setdefault(target.prefix, set())
@@ -349,9 +349,6 @@ def _log_plan(the_plan: Plan) -> None:
         logger.bind(held=len(the_plan.held)).error("deletion guard: {}", the_plan.guard)
 
 
-_RBAC = {"remote": "deploy/remote-rbac.yaml", "local": "cronjob.yaml"}
-
-
 def _log_abandoned(outcomes: list[Outcome]) -> None:
     """One line per reason changes were not attempted, rather than one per change."""
     reasons = Counter(o.detail for o in outcomes if o.result == "abandoned")
@@ -359,6 +356,9 @@ def _log_abandoned(outcomes: list[Outcome]) -> None:
         logger.bind(abandoned=count).warning(
             "{} changes not attempted ({}); the next pass makes them", count, reason
         )
+
+
+_RBAC = {"remote": "deploy/remote-rbac.yaml", "local": "cronjob.yaml"}  # each side's grants
 
 
 def _why(error: Exception, namespace: str) -> str:
