@@ -33,7 +33,7 @@ from ksm_sync.report import Report
 from ksm_sync.selector import selector_problem
 from ksm_sync.server import STALE_PERIODS, Health, Server
 from ksm_sync.settings import KubeconfigSource, Remote, Settings, TokenSource
-from ksm_sync.sync import Observers, PassState, run_pass
+from ksm_sync.sync import GLOBAL, Observers, PassState, run_pass
 
 TOKEN_VARIABLE = "KSM_REMOTE_SERVICE_ACCOUNT_TOKEN"
 REMOTE_NAME = "remote"  # the one remote of the options, in messages and metrics
@@ -329,7 +329,7 @@ def _run(mode: str, options: dict[str, Any], ctx: typer.Context) -> None:
         f", every {format_duration(period)}" if mode == "loop" else "",
     )
     names = tuple(r.name for r in settings.remotes) + (
-        ("global",) if settings.global_services else ()
+        (GLOBAL,) if settings.global_services else ()
     )
     metrics = Metrics(
         version=__version__,

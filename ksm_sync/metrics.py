@@ -29,7 +29,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from ksm_sync.report import FIELDS, OCCASIONAL, RESULTS, Report
+from ksm_sync.report import FIELDS, OCCASIONAL, RESULTS, Report, wrote_all
 
 # Report counts -> ksm_sync_changes_total kinds (counted per mirror, as in the summary).
 CHANGE_KINDS = {
@@ -203,7 +203,7 @@ class Metrics:
                 continue
             for key, kind in CHANGE_KINDS.items():
                 self.changes.labels(remote, kind).inc(counts.get(key, 0))
-            if not counts.get("failed", 0) and not counts.get("abandoned", 0):
+            if wrote_all(counts):
                 self.remote_success.labels(remote).set(time.time())
         if report.succeeded and not report.dry_run:
             self.last_success.value = time.time()

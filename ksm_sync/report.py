@@ -8,7 +8,7 @@ could not run). Logs, metrics, /readyz and the exit status all read it from here
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,6 +27,11 @@ FIELDS = ("created", "updated", "recreated", "deleted", "unchanged", "conflicts"
 # changes a stopped pass (SIGTERM, --pass-timeout) did not attempt.
 OCCASIONAL = ("raced", "abandoned")
 TROUBLE = ("conflicts", "skipped", "failed", "abandoned")  # any of these: exit status 1
+
+
+def wrote_all(counts: Mapping[str, int]) -> bool:
+    """Every planned write was made: none failed, none was left unattempted."""
+    return not counts.get("failed", 0) and not counts.get("abandoned", 0)
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class Report:
         """
         if self.error is not None or self.stopped is not None or self.remote_errors:
             return False
-        return not self.counts.get("failed", 0) and not self.counts.get("abandoned", 0)
+        return wrote_all(self.counts)
 
     def summary(self) -> str:
         if self.error is not None:
