@@ -209,3 +209,30 @@ def test_aaaa_answers_the_ipv6_addresses(world: World, resolver: Resolver) -> No
     aaaa = resolver.wait(name, "AAAA", answers_with({"fd00:10::5"}))
     assert names(aaaa) == {name}
     assert addresses(resolver.ask(name, "A")) == {"10.0.9.5"}
+
+
+def test_endpoints_that_stop_matching_stay_in_dns_under_the_guard_and_upsert_only(
+    world: World, resolver: Resolver
+) -> None:
+    """A remote whose slices stop matching the selector (relabelled, or a cluster that stops
+    publishing them) must not take every name out of DNS in one pass: the deletion guard and
+    upsert-only hold the deletes back, and the names answer as before. Allowed, they go."""
+    ips = {f"db{i}": f"10.1.0.{i + 1}" for i in range(6)}
+    for name, ip in ips.items():
+        world.service(name, clusterIP="None")
+        world.slice(name, f"{name}-1", [{"addresses": [ip], "conditions": {"ready": True}}])
+    sync(world)
+    for name, ip in ips.items():
+        resolver.wait(resolver.name(name, world.remote_ns), "A", answers_with({ip}))
+    for name, ip in ips.items():
+        world.slice(name, f"{name}-1", [{"addresses": [ip], "conditions": {"ready": True}}],
+                    labels={"other": "x"})  # fmt: skip
+
+    assert world.run().returncode == 1  # the guard: "would delete 6 of 6 mirrors"
+    assert world.run("--policy", "upsert-only").returncode == 0
+    for name, ip in ips.items():
+        assert addresses(resolver.ask(resolver.name(name, world.remote_ns))) == {ip}
+
+    assert world.run("--max-delete-ratio", "1").returncode == 0
+    for name in ips:
+        resolver.wait(resolver.name(name, world.remote_ns), "A", lambda a: not addresses(a))

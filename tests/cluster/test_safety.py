@@ -7,7 +7,6 @@ import json
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from tests.support.cli import start_cli
 from tests.support.cluster import Json, endpoints
 from tests.support.faultproxy import FaultProxy, Request, through
 from tests.support.loop import LoopRun
+from tests.support.observability import free_port
 from tests.support.world import World
 
 SUBSETS = [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"name": "http", "port": 80}]}]
@@ -137,7 +137,7 @@ def test_unreadable_credentials_at_start_up_are_bad_input(world: World, tmp_path
 
     token = tmp_path / "token"
     token.write_bytes(b"\xff\xfe not text")
-    token_mode = world.run(*_token_args(world, f"https://127.0.0.1:{_closed_port()}", token,
+    token_mode = world.run(*_token_args(world, f"https://127.0.0.1:{free_port()}", token,
                                         world.remote.plane.ca_file), defaults=False)  # fmt: skip
     assert token_mode.returncode == 2, token_mode.stderr
     assert f"--remote-sa-token-path {token}: the token file is not text" in token_mode.stderr
@@ -152,12 +152,6 @@ def _token_args(world: World, api_url: str, token: Path, ca: Path | str) -> list
     ]  # fmt: skip
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_bearer_token_never_travels_in_clear(world: World, tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text(secrets.token_urlsafe(24))
@@ -166,7 +160,7 @@ def test_a_bearer_token_never_travels_in_clear(world: World, tmp_path: Path) -> 
     assert clear.returncode == 2, clear.stderr
     assert "must be https://" in clear.stderr and "would travel in clear" in clear.stderr
 
-    loopback = f"http://127.0.0.1:{_closed_port()}"  # kubectl proxy's way: allowed
+    loopback = f"http://127.0.0.1:{free_port()}"  # kubectl proxy's way: allowed
     proxied = world.run(*_token_args(world, loopback, token, ca), defaults=False)
     assert proxied.returncode == 3, proxied.stderr  # allowed, and nothing listens there
 
