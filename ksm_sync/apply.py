@@ -88,14 +88,14 @@ class _Writer:
         except ApiError as error:
             if error.status == 404:
                 raise NamespaceMissing(self.namespace) from None
-            if error.status == 422 and "not configured" in error.reason:
-                # The local cluster has no service range of the family the remote needs.
-                why = f"the local cluster cannot give it the remote's IP family: {error.reason}"
-                return Outcome(change, "skipped", why)
+            if (family := _family_unavailable(change, error)) is not None:
+                return family
             if error.status != 409:
                 raise
         existing = self._get(change)
-        held_by = ownership.holder(existing.meta if existing else None, _prefix(change))
+        held_by = ownership.holder(
+            existing.meta if existing else None, _prefix(change), change.kind
+        )
         if held_by == "ours":
             return Outcome(change, "raced", "created meanwhile by another ksm-sync; next pass")
         if held_by == "gone":
@@ -131,12 +131,14 @@ class _Writer:
             except ApiError as error:
                 if error.status == 404:  # e.g. Endpoints dropped with a Service recreated meanwhile
                     return Outcome(change, "raced", "deleted since observed; next pass")
+                if (family := _family_unavailable(change, error)) is not None:
+                    return family
                 if error.status != 409:
                     raise
             fresh = self._get(change)  # changed since observed: look again
             if fresh is None:
                 return Outcome(change, "raced", "deleted since observed; next pass")
-            if ownership.holder(fresh.meta, _prefix(change)) == "theirs":
+            if ownership.holder(fresh.meta, _prefix(change), change.kind) == "theirs":
                 return Outcome(change, "conflict", "no longer ours since observed; left untouched")
             differs = change_of(change.desired, fresh)
             if differs is None:
@@ -168,9 +170,17 @@ class _Writer:
         fresh = self._get(change)
         if fresh is None:
             return Outcome(change, "done", "already gone")
-        if ownership.holder(fresh.meta, _prefix(change)) == "theirs":
+        if ownership.holder(fresh.meta, _prefix(change), change.kind) == "theirs":
             return Outcome(change, "conflict", "no longer ours since observed; left untouched")
         return Outcome(change, "raced", "changed since observed; next pass")
+
+
+def _family_unavailable(change: Change, error: ApiError) -> Outcome | None:
+    """A 422 because the local cluster has no service range of the family the remote needs."""
+    if error.status == 422 and "not configured" in error.reason:
+        why = f"the local cluster cannot give it the remote's IP family: {error.reason}"
+        return Outcome(change, "skipped", why)
+    return None
 
 
 _FROM_API: dict[Kind, Callable[[Json], Object]] = {
@@ -204,6 +214,9 @@ def _patch(desired: Object, resource_version: str) -> Json:
             patch["spec"]["externalName"] = spec["externalName"]
         else:
             patch["spec"].update(affinity_to_api(desired))
+            for key in ("ipFamilyPolicy", "ipFamilies"):  # changed in place: see plan
+                if key in spec:
+                    patch["spec"][key] = spec[key]
     elif isinstance(desired, Endpoints):
         patch["subsets"] = subsets_to_api(desired.subsets)
     else:
@@ -232,8 +245,10 @@ def apply(
     """
     writer = _Writer(kube, namespace)
     missing = threading.Event()
-    ordered = sorted(changes, key=lambda c: (c.name, _order(c)))
-    groups = [list(g) for _, g in groupby(ordered, key=lambda c: c.name)]
+    # One group per mirror of one prefix: a prefix whose write meets another's mirror of the
+    # same name blocks only its own writes.
+    ordered = sorted(changes, key=lambda c: (c.name, _prefix(c), _order(c)))
+    groups = [list(g) for _, g in groupby(ordered, key=lambda c: (c.name, _prefix(c)))]
 
     def run(group: list[Change]) -> list[Outcome]:
         outcomes: list[Outcome] = []

@@ -219,8 +219,10 @@ def build_settings(options: dict[str, Any], given: Callable[[str], bool]) -> Set
         remotes = file.remotes
     else:
         remotes = (_flag_remote(options),)
-    local = (file.local if file else None) or KubeconfigSource(
-        credentials.resolve_kubeconfig(options["kube_config"]), options["kube_context"]
+    # A file's `local: {context: X}` finds its kubeconfig as --kube-context X does.
+    local_context = file.local.context if file and file.local else options["kube_context"]
+    local = (file.local if file and file.local and file.local.path else None) or KubeconfigSource(
+        credentials.resolve_kubeconfig(options["kube_config"]), local_context
     )
     credentials.check(local, "local")
     for i, remote in enumerate(remotes):
@@ -250,6 +252,7 @@ def build_settings(options: dict[str, Any], given: Callable[[str], bool]) -> Set
         policy=policy,
         endpoints_api=api,
         max_delete_ratio=options["max_delete_ratio"] if ratio is None else ratio,
+        retirement=file.retirement if file else None,
         dry_run=options["dry_run"],
         concurrency=options["concurrency"],
         pass_timeout=options["pass_timeout"],

@@ -9,7 +9,7 @@ file (`remotes[1].prefix`), exit 2.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,14 @@ from ksm_sync.duration import parse_duration
 from ksm_sync.errors import UsageError
 from ksm_sync.naming import prefix_problem
 from ksm_sync.selector import selector_problem
-from ksm_sync.settings import GlobalServices, KubeconfigSource, Remote, TokenSource
+from ksm_sync.settings import GlobalServices, KubeconfigSource, Remote, Retirement, TokenSource
 
 # A remote's name is a label value (the source label of global slices, metrics) and readable.
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 RESERVED_NAMES = ("local", "global")  # the local cluster's, and the global services' plan
 
-TOP = {"mirrorNamespace", "local", "remotes", "global", "policy", "maxDeleteRatio", "endpointsApi"}
+TOP = {"mirrorNamespace", "local", "remotes", "global", "policy", "maxDeleteRatio", "endpointsApi",
+       "pruneRetired", "otherPrefixes"}  # fmt: skip
 LOCAL = {"kubeconfig", "context"}
 REMOTE = {"name", "prefix", "labelSelector", "kubeconfig", "context", "apiURL", "tokenPath",
           "caURL", "insecureCAOverHTTP"}  # fmt: skip
@@ -43,6 +44,7 @@ class Config:
     policy: str | None = None
     max_delete_ratio: float | None = None
     endpoints_api: str | None = None
+    retirement: Retirement = field(default_factory=Retirement)
 
 
 def load(path: str) -> Config:
@@ -118,6 +120,17 @@ class _Reader:
         if global_services is not None and api == "endpoints":
             raise self.fail("global", "global services are merged from EndpointSlices: "
                             "endpointsApi must be endpointslices")  # fmt: skip
+        others = top.get("otherPrefixes") or []
+        if not isinstance(others, list):
+            raise self.fail("otherPrefixes", "must be a list of prefixes")
+        other_prefixes = tuple(self.prefix(p, f"otherPrefixes[{i}]") for i, p in enumerate(others))
+        ours = {r.prefix for r in read} | ({global_services.prefix} if global_services else set())
+        for i, prefix in enumerate(other_prefixes):
+            if prefix in ours:
+                raise self.fail(f"otherPrefixes[{i}]", f"{prefix!r} is this file's own prefix")
+        retirement = Retirement(
+            prune=self.flag(top.get("pruneRetired"), "pruneRetired"), other_prefixes=other_prefixes
+        )
         return Config(
             remotes=read,
             mirror_namespace=self.text(top.get("mirrorNamespace"), "mirrorNamespace"),
@@ -126,6 +139,7 @@ class _Reader:
             policy=policy,
             max_delete_ratio=None if ratio is None else float(ratio),
             endpoints_api=api,
+            retirement=retirement,
         )
 
     def remote(self, value: Any, where: str) -> Remote:
@@ -190,6 +204,12 @@ class _Reader:
         prefix = self.prefix(entry.get("prefix"), "global.prefix")
         if prefix in (r.prefix for r in remotes):
             raise self.fail("global.prefix", f"{prefix!r} is a remote's prefix: it must be its own")
+        for remote in remotes:  # `g` and `g-a` name one mirror: `g`'s a-web and `g-a`'s web
+            longer, shorter = sorted((remote.prefix, prefix), key=len, reverse=True)
+            if longer.startswith(f"{shorter}-"):
+                raise self.fail("global.prefix", f"{prefix!r} and the prefix {remote.prefix!r} "
+                                f"of remote {remote.name} can give two Services one mirror name "
+                                "(one starts with the other and '-')")  # fmt: skip
         after = self.text(entry.get("unreachableAfter"), "global.unreachableAfter") or "5m"
         try:
             unreachable_after = parse_duration(after)

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import re
 
-from ksm_sync.naming import SEPARATOR, prefix_problem
+from ksm_sync.naming import LABEL, SEPARATOR, prefix_problem
 from ksm_sync.ownership import selector
 
-LABEL = "[a-z0-9-]+"  # CoreDNS lower-cases the name before the rewrite sees it
 # Before <svc>: nothing, `<hostname>.` or `_<port>._<proto>.`, kept as it is.
 HEAD = rf"(_{LABEL}\._{LABEL}\.|{LABEL}\.)?"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -54,6 +53,13 @@ def server_block(
     for what, domain in (("remote", remote_domain), ("cluster", cluster_domain)):
         if not all(_DNS_LABEL.fullmatch(label) for label in domain.split(".")):
             raise ValueError(f"the {what} domain {domain!r} is not a domain name")
+    if within(remote_domain, cluster_domain) or within(cluster_domain, remote_domain):
+        raise ValueError(
+            f"the remote domain {remote_domain!r} overlaps the cluster domain "
+            f"{cluster_domain!r}: its block would answer (and rewrite) the cluster's own "
+            "names, an outage of every name in the cluster; choose another "
+            "(--remote-domain, or another prefix)"
+        )
     local = f"{mirror_ns}.svc.{cluster_domain}."
     asked = rf"^{HEAD}({LABEL})\.({LABEL})\.svc\.{_escape(remote_domain)}\.$"
     mirror = rf"^{HEAD}{prefix}-({LABEL})-{SEPARATOR}-({LABEL})\.{_escape(local)}$"
@@ -80,6 +86,11 @@ def server_block(
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def within(name: str, domain: str) -> bool:
+    """Whether name is domain or a name under it."""
+    return name == domain or name.endswith(f".{domain}")
 
 
 def _escape(name: str) -> str:

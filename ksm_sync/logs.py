@@ -7,10 +7,13 @@ text sink can keep a status line (a pass's progress) below the log lines.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -25,7 +28,11 @@ LEVELS = {
 TEXT_FORMAT = "<green>{time:YYYY-MM-DDTHH:mm:ss.SSSZ}</green> <level>{level: <7}</level> {message}"
 REDACTED = "[redacted]"
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9\-._~+/]{8,}=*")  # the HTTP scheme, not the word
-_secrets: set[str] = set()
+# Replaced, never changed in place: a sink in one thread reads it while a pass's observe
+# threads register tokens in others ("Set changed size during iteration" would send loguru to
+# its fallback, which prints the raw record, token and all).
+_secrets: frozenset[str] = frozenset()
+_secrets_lock = threading.Lock()
 _write_lock = threading.Lock()
 _status: str | None = None
 _status_shown = False
@@ -33,8 +40,10 @@ _status_shown = False
 
 def secret(value: str) -> None:
     """Registers a value that must never reach a log line (a token, read every pass)."""
+    global _secrets
     if len(value) >= 8:  # a shorter value would redact ordinary words
-        _secrets.add(value)
+        with _secrets_lock:
+            _secrets = _secrets | {value}
 
 
 def redact(text: str) -> str:
@@ -56,6 +65,22 @@ def _scalar(value: Any) -> Any:
     return redact(str(value))
 
 
+def _safe(sink: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A sink that never raises: loguru's handling of a failing sink prints the raw record,
+    secrets and all. What went wrong is said without any of the record."""
+
+    @functools.wraps(sink)
+    def write(message: Any) -> None:
+        try:
+            sink(message)
+        except Exception as error:  # whatever it was, the record must not reach the output
+            with contextlib.suppress(Exception):
+                sys.stderr.write(f"ksm-sync: a log line was dropped ({type(error).__name__})\n")
+
+    return write
+
+
+@_safe
 def _json_sink(message: Any) -> None:
     record = message.record
     line = {
@@ -71,6 +96,7 @@ def _json_sink(message: Any) -> None:
         sys.stderr.flush()
 
 
+@_safe
 def _text_sink(message: Any) -> None:
     with _write_lock:
         if _status_shown:
@@ -104,8 +130,12 @@ def configure(level: str, fmt: str) -> None:
     logger.remove()
     _configured["format"] = fmt
     if fmt == "json":
-        logger.add(_json_sink, level=LEVELS[level], format="{message}")
+        logger.add(_json_sink, level=LEVELS[level], format="{message}", catch=False)
     else:
         logger.add(
-            _text_sink, level=LEVELS[level], format=TEXT_FORMAT, colorize=sys.stderr.isatty()
+            _text_sink,
+            level=LEVELS[level],
+            format=TEXT_FORMAT,
+            colorize=sys.stderr.isatty(),
+            catch=False,
         )

@@ -11,10 +11,15 @@ Rules:
   mirrored (kube-proxy routes a Service port to the endpoint port of the same name, so its
   endpoints serve the ports both have).
 - A cluster that could not be read this pass keeps its slices as they are, for
-  `unreachable_after`; then they go. When it was first seen unreachable is recorded on the
-  mirror Service (an annotation), so that `once`, which remembers nothing, keeps the same
-  time as `loop`; the record is written when it changes, not every pass.
+  `unreachable_after`; then they go. For as long, it keeps its say in the shape: while a
+  cluster ahead of the first readable one is away, the Service stays as it is (a type or
+  headless flip would recreate it, with a new cluster IP, and again when it is back).
+  When it was first seen unreachable is recorded on the mirror Service (an annotation),
+  so that `once`, which remembers nothing, keeps the same time as `loop`; the record is
+  written when it changes, not every pass.
 - A mirror that no cluster contributes to any more is stale, and goes as any other.
+- Two Services whose mirror names are the same (a name or namespace holding the
+  separator) are a conflict: neither is mirrored.
 
 Pure: the pass gives it what it observed and the time.
 """
@@ -27,9 +32,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from ksm_sync import ownership
-from ksm_sync.mirror import Mirror, Skip, mirror_service, mirror_slice, slices_by_service
+from ksm_sync.mirror import (
+    Mirror,
+    Skip,
+    mirror_service,
+    mirror_slice,
+    shared_names,
+    slices_by_service,
+)
 from ksm_sync.model import EndpointSlice, Ref, Service
-from ksm_sync.naming import mirror_name, name_problem
+from ksm_sync.naming import mirror_name, mirror_problem
 from ksm_sync.observe import Objects
 from ksm_sync.settings import Target
 
@@ -61,6 +73,7 @@ def desired_global(
 ) -> tuple[dict[str, Mirror], list[Skip], list[str]]:
     """Global mirrors by name, the remotes that cannot be mirrored, and what to warn about."""
     offers = _offers(sources)
+    order = [s.cluster for s in sources]
     unreachable = [s.cluster for s in sources if s.objects is None]
     current_services = {s.meta.ref.name: s for s in current.services}
     kept: dict[str, dict[str, list[EndpointSlice]]] = {}  # mirror -> cluster -> its slices
@@ -74,10 +87,11 @@ def desired_global(
     refs = set(offers) | {
         r for s in current_services.values() if (r := ownership.remote_of(s.meta))
     }
+    shared = shared_names(refs, target.prefix)
     for ref in sorted(refs, key=lambda r: (r.namespace, r.name)):
         name = mirror_name(target.prefix, ref.namespace, ref.name)
-        if problem := name_problem(name):
-            skips.append(Skip(ref, name, f"global mirror name {name!r} is {problem}"))
+        if problem := shared.get(ref) or mirror_problem(target.prefix, ref.namespace, ref.name):
+            skips.append(Skip(ref, name, f"global service: {problem}"))
             continue
         recorded = _since(current_services.get(name))
         since = {cluster: recorded.get(cluster, now) for cluster in unreachable}
@@ -90,12 +104,19 @@ def desired_global(
         meta = ownership.mirror_meta(name, target.namespace, target.prefix, ref)
         # Every unreachable cluster stays recorded, past its time too, until it is back.
         meta = replace(meta, annotations=tuple(sorted((*meta.annotations, _record(since)))))
-        if ref_offers:
-            first = ref_offers[0]
-            service = mirror_service(first.service, meta)
+        first = ref_offers[0] if ref_offers else None
+        if first is not None:
             warnings += _disagreements(ref, first, ref_offers[1:])
-        else:  # only clusters that cannot be read now have it: keep what is there
+        # The shape is the first cluster's (in the configuration's order) that has it. One
+        # ahead of the first that answered, unreachable but within its time, may be that
+        # one: while it is away, the shape stays as it is rather than flip to the next.
+        ahead = order[: order.index(first.cluster)] if first is not None else order
+        if name in current_services and any(c in waiting for c in ahead):
             service = replace(current_services[name], meta=meta)
+        elif first is not None:
+            service = mirror_service(first.service, meta)
+        else:
+            continue  # only clusters that cannot be read have it, and nothing was mirrored
         slices = [
             _sourced(mirror_slice(s, name, target, ref, source=f"{o.cluster}/{s.meta.ref.name}"),
                      o.cluster)

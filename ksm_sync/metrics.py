@@ -137,6 +137,13 @@ class Metrics:
             ["side", "cluster"],
             registry=r,
         )
+        self.retired = Gauge(
+            "ksm_sync_retired_mirrors",
+            "Mirrors in the mirror namespace of a prefix the --config file no longer has (a "
+            "remote dropped from it), by prefix, as the last pass that ran found them.",
+            ["prefix"],
+            registry=r,
+        )
         self.guard = Gauge(
             "ksm_sync_deletion_guard_tripped",
             "1 when the last pass that ran held deletes back (--max-delete-ratio).",
@@ -194,6 +201,9 @@ class Metrics:
             side, kind = key.split("_", 1)
             self.objects.labels(side, kind).set(value)
         self.guard.set(1 if report.guard else 0)
+        self.retired.clear()
+        for prefix, count in report.retired.items():
+            self.retired.labels(prefix).set(count)
         for remote, counts in report.by_remote.items():
             self.remote_up.labels(remote).set(1)
             for key in (*FIELDS, *OCCASIONAL):

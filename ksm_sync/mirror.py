@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ksm_sync import ownership
 from ksm_sync.model import Endpoints, EndpointSlice, Meta, Ref, Service
-from ksm_sync.naming import mirror_name, name_problem, slice_name
+from ksm_sync.naming import mirror_name, mirror_problem, slice_name
 from ksm_sync.settings import Target
 
 
@@ -86,6 +86,21 @@ def slices_by_service(slices: Iterable[EndpointSlice]) -> dict[Ref, list[Endpoin
     return grouped
 
 
+def shared_names(refs: Iterable[Ref], prefix: str) -> dict[Ref, str]:
+    """Remotes whose mirror name is another remote's too, and why neither is mirrored:
+    mirroring either would silently stand the other's name for it."""
+    claims: dict[str, list[Ref]] = {}
+    for ref in refs:
+        claims.setdefault(mirror_name(prefix, ref.namespace, ref.name), []).append(ref)
+    return {
+        ref: f"conflict: mirror name {name!r} is also the mirror name of "
+        f"{', '.join(str(other) for other in claimants if other != ref)}; neither is mirrored"
+        for name, claimants in claims.items()
+        if len(claimants) > 1
+        for ref in claimants
+    }
+
+
 def desired_mirrors(
     services: Iterable[Service],
     endpoints: Iterable[Endpoints],
@@ -95,32 +110,22 @@ def desired_mirrors(
     """Mirrors by local name, and the remote Services that cannot be mirrored.
 
     Endpoints are mirrored only with their Service: an Endpoints mirror without a
-    Service would be an orphan nothing reads. Two remotes whose names map to one mirror
-    name (a name or namespace holding the separator) are both skipped: mirroring either
-    would silently stand the other's name for it.
+    Service would be an orphan nothing reads.
     """
     by_ref = {e.meta.ref: e for e in endpoints}
     slices_by_ref = slices_by_service(slices)
     services = list(services)
-    claims: dict[str, list[Ref]] = {}
-    for remote in services:
-        ref = remote.meta.ref
-        claims.setdefault(mirror_name(target.prefix, ref.namespace, ref.name), []).append(ref)
+    shared = shared_names((s.meta.ref for s in services), target.prefix)
     mirrors: dict[str, Mirror] = {}
     skips: list[Skip] = []
     for remote in services:
         ref = remote.meta.ref
         name = mirror_name(target.prefix, ref.namespace, ref.name)
-        if len(claims[name]) > 1:
-            others = ", ".join(str(other) for other in claims[name] if other != ref)
-            reason = (
-                f"mirror name {name!r} is also the mirror name of {others}; neither is mirrored"
-            )
-            skips.append(Skip(ref, name, reason))
+        if ref in shared:
+            skips.append(Skip(ref, name, shared[ref]))
             continue
-        problem = name_problem(name)
-        if problem is not None:
-            skips.append(Skip(ref, name, f"mirror name {name!r} is {problem}"))
+        if problem := mirror_problem(target.prefix, ref.namespace, ref.name):
+            skips.append(Skip(ref, name, problem))
             continue
         if remote.type == "ExternalName" and not remote.external_name:
             skips.append(Skip(ref, name, "ExternalName Service without spec.externalName"))

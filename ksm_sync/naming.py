@@ -7,6 +7,7 @@ import re
 
 SEPARATOR = "6d6972726f720a"  # `echo mirror | xxd -p`, kept from kube-service-mirror
 MAX_NAME_LENGTH = 63
+LABEL = "[a-z0-9-]+"  # a name or namespace, as the CoreDNS rewrite matches it (lower-cased)
 
 _DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
@@ -14,6 +15,26 @@ _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 
 def mirror_name(prefix: str, namespace: str, name: str) -> str:
     return f"{prefix}-{name}-{SEPARATOR}-{namespace}"
+
+
+def mirror_problem(prefix: str, namespace: str, name: str) -> str | None:
+    """Why the remote namespace/name cannot have a mirror under prefix, or None if it can.
+
+    Besides being a valid Service name, the mirror name must read back as the remote it
+    stands for the way the CoreDNS answer rewrite reads it (the last separator splits
+    name from namespace): a namespace holding the separator would make DNS answer a
+    question with another name than the one asked.
+    """
+    mirror = mirror_name(prefix, namespace, name)
+    if problem := name_problem(mirror):
+        return f"mirror name {mirror!r} is {problem}"
+    read = re.fullmatch(rf"{re.escape(prefix)}-({LABEL})-{SEPARATOR}-({LABEL})", mirror)
+    if read is None or read.groups() != (name, namespace):
+        return (
+            f"its namespace holds the mirror separator {SEPARATOR!r}: DNS answers for "
+            f"mirror {mirror!r} would name another Service than the one asked"
+        )
+    return None
 
 
 def slice_name(mirror: str, source: str) -> str:

@@ -47,13 +47,19 @@ class Objects:
             f"{side}_endpointslices": len(self.slices),
         }
 
-    def of_prefix(self, prefix: str) -> Objects:
-        """The mirrors one prefix owns."""
+    def of_prefix(self, *prefixes: str) -> Objects:
+        """The mirrors these prefixes own."""
 
-        def mine(objects: Iterable) -> tuple:
-            return tuple(o for o in objects if ownership.owned(o.meta, prefix))
+        def mine(objects: Iterable, kind: Kind) -> tuple:
+            return tuple(
+                o for o in objects if any(ownership.owned(o.meta, p, kind) for p in prefixes)
+            )
 
-        return Objects(mine(self.services), mine(self.endpoints), mine(self.slices))
+        return Objects(
+            mine(self.services, "Service"),
+            mine(self.endpoints, "Endpoints"),
+            mine(self.slices, "EndpointSlice"),
+        )
 
 
 def observe_remote(
@@ -72,10 +78,11 @@ def observe_remote(
 def observe_local(
     kube: Kube, namespace: str, prefixes: Iterable[str], page_size: int = PAGE_SIZE
 ) -> Objects:
-    """The mirrors of these prefixes in the mirror namespace, each kind in one list."""
-    query = {"labelSelector": ownership.selector(*prefixes)}
+    """The mirrors of these prefixes (none: of every prefix) in the mirror namespace, each
+    kind in one list."""
 
     def mirrors(kind: Kind, convert: Callable) -> tuple:
+        query = {"labelSelector": ownership.selector(*prefixes, kind=kind)}
         return _list(kube, collection_path(kind, namespace), query, convert, page_size)
 
     return Objects(

@@ -10,9 +10,11 @@ kube-service-mirror lack them and get them on their first pass.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections import Counter
+from collections.abc import Iterable
+from typing import Literal, Protocol
 
-from ksm_sync.model import Meta, Ref
+from ksm_sync.model import Kind, Meta, Ref
 
 MIRRORED_LABEL = "mirrored-svc"
 PREFIX_LABEL = "mirror-svc-prefix-sync"
@@ -28,6 +30,12 @@ MANAGED_BY = "ksm-sync"
 SOURCE_LABEL = "ksm-sync/source-cluster"
 UNREACHABLE_ANNOTATION = "ksm-sync/unreachable-since"
 
+
+class HasMeta(Protocol):
+    @property
+    def meta(self) -> Meta: ...
+
+
 # What a name already taken on the local cluster turns out to be, when a write meets it.
 Holder = Literal["ours", "theirs", "gone"]
 
@@ -36,11 +44,18 @@ def labels(prefix: str) -> dict[str, str]:
     return {MIRRORED_LABEL: "true", PREFIX_LABEL: prefix}
 
 
-def selector(*prefixes: str) -> str:
-    """The label selector of these prefixes' mirrors: the only local objects a pass lists."""
+def selector(*prefixes: str, kind: Kind = "Service") -> str:
+    """The label selector of these prefixes' mirrors of a kind: the only local objects a pass
+    lists (with no prefix: the mirrors of every prefix)."""
     if len(prefixes) == 1:
-        return ",".join(f"{key}={value}" for key, value in labels(prefixes[0]).items())
-    return f"{MIRRORED_LABEL}=true,{PREFIX_LABEL} in ({','.join(sorted(prefixes))})"
+        query = ",".join(f"{key}={value}" for key, value in labels(prefixes[0]).items())
+    elif prefixes:
+        query = f"{MIRRORED_LABEL}=true,{PREFIX_LABEL} in ({','.join(sorted(prefixes))})"
+    else:
+        query = f"{MIRRORED_LABEL}=true,{PREFIX_LABEL}"
+    if kind == "EndpointSlice":
+        query += f",{MANAGED_BY_LABEL}={MANAGED_BY}"
+    return query
 
 
 def annotations(remote: Ref) -> dict[str, str]:
@@ -66,8 +81,24 @@ def slice_meta(name: str, namespace: str, prefix: str, remote: Ref, service: str
     )
 
 
-def owned(meta: Meta, prefix: str) -> bool:
+def owned(meta: Meta, prefix: str, kind: Kind) -> bool:
+    """Whether a local object is a mirror of this prefix.
+
+    A slice must also name ksm-sync as its manager: the EndpointSliceMirroring controller
+    copies every label of an Endpoints mirror, ours included, onto the slices it makes of it.
+    """
+    if kind == "EndpointSlice" and meta.label(MANAGED_BY_LABEL) != MANAGED_BY:
+        return False
     return meta.label(MIRRORED_LABEL) == "true" and meta.label(PREFIX_LABEL) == prefix
+
+
+def prefixes(mirrors: Iterable[HasMeta]) -> Counter[str]:
+    """How many of these mirrors each prefix owns (by its label)."""
+    return Counter(
+        prefix
+        for m in mirrors
+        if m.meta.label(MIRRORED_LABEL) == "true" and (prefix := m.meta.label(PREFIX_LABEL))
+    )
 
 
 def remote_of(meta: Meta) -> Ref | None:
@@ -79,7 +110,7 @@ def remote_of(meta: Meta) -> Ref | None:
     return Ref(namespace, name)
 
 
-def holder(found: Meta | None, prefix: str) -> Holder:
+def holder(found: Meta | None, prefix: str, kind: Kind) -> Holder:
     """Who holds a name a write collided with (a 409), read again just after it.
 
     "theirs" is a conflict: the object is reported and never touched. "ours" means
@@ -88,7 +119,7 @@ def holder(found: Meta | None, prefix: str) -> Holder:
     """
     if found is None:
         return "gone"
-    return "ours" if owned(found, prefix) else "theirs"
+    return "ours" if owned(found, prefix, kind) else "theirs"
 
 
 def ownership_differs(desired: Meta, current: Meta) -> str | None:

@@ -18,7 +18,7 @@ from typing import Literal
 
 from ksm_sync.mirror import Mirror, Skip
 from ksm_sync.model import Endpoints, EndpointSlice, Kind, Ref, Service
-from ksm_sync.ownership import owned, ownership_differs, remote_of
+from ksm_sync.ownership import PREFIX_LABEL, owned, ownership_differs, remote_of
 
 ORPHAN = "orphan: no Service mirror"
 Action = Literal["create", "update", "recreate", "delete"]
@@ -69,6 +69,11 @@ class Plan:
     skipped: tuple[Skip, ...] = ()
     held: tuple[Change, ...] = ()  # deletes the policy or the guard kept back
     guard: str | None = None  # why the mass-deletion guard held deletes back
+    # Mirror names another prefix's mirror holds: reported, never written.
+    conflicts: tuple[Skip, ...] = ()
+    # Mirrors whose remote Service has no endpoint object the selector matched: they
+    # answer no address, which is worth a warning every pass.
+    empty: tuple[Mirror, ...] = ()
 
 
 def service_change(desired: Service, current: Service) -> tuple[Action, str] | None:
@@ -78,7 +83,7 @@ def service_change(desired: Service, current: Service) -> tuple[Action, str] | N
         flip = "ClusterIP -> headless" if desired.headless else "headless -> ClusterIP"
         return "recreate", f"{flip} (clusterIP is immutable)"
     if (families := _families_change(desired, current)) is not None:
-        return "recreate", families
+        return families
     if set(desired.ports) != set(current.ports):  # an order change alone is no change
         return "update", "ports"
     if desired.external_name != current.external_name:
@@ -89,16 +94,21 @@ def service_change(desired: Service, current: Service) -> tuple[Action, str] | N
     return ("update", differs) if differs else None
 
 
-def _families_change(desired: Service, current: Service) -> str | None:
-    """How the IP families differ, as far as the mirror specifies them (primary: immutable)."""
+def _families_change(desired: Service, current: Service) -> tuple[Action, str] | None:
+    """How the IP families differ, as far as the mirror specifies them.
+
+    The API server changes the policy in place (SingleStack to PreferDualStack adds the
+    local cluster's other family, if it has one; back to SingleStack keeps the primary
+    cluster IP), so only a change of the primary family, which is immutable, recreates.
+    """
     if desired.ip_family_policy is None:
         return None
     was = f"{current.ip_family_policy} {'/'.join(current.ip_families)}"
     now = f"{desired.ip_family_policy} {'/'.join(desired.ip_families) or '(local order)'}"
-    if desired.ip_family_policy != current.ip_family_policy:
-        return f"IP family policy {was} -> {now}"
     if desired.ip_families and desired.ip_families[:1] != current.ip_families[:1]:
-        return f"IP family {was} -> {now} (the primary family is immutable)"
+        return "recreate", f"IP family {was} -> {now} (the primary family is immutable)"
+    if desired.ip_family_policy != current.ip_family_policy:
+        return "update", f"IP family policy {was} -> {now}"
     return None
 
 
@@ -152,23 +162,41 @@ def calculate(
     """Changes that turn the current owned mirrors into the desired ones.
 
     Objects that lack this prefix's ownership labels are ignored here: they can never be
-    updated or deleted. A create that meets one is reported as a conflict by `apply`. The
-    mirror names of skipped remotes are left exactly as they are: a remote that cannot be
-    mirrored now must not take down what was mirrored before.
+    updated or deleted. A desired name that another prefix's mirror holds (`p` with Service
+    `a-web`, `p-a` with `web`) is a conflict, planned as such; a create that meets anyone
+    else's object is reported as a conflict by `apply`. The mirror names of skipped remotes
+    are left exactly as they are: a remote that cannot be mirrored now must not take down
+    what was mirrored before.
     """
-    current_services = {s.meta.ref.name: s for s in services if owned(s.meta, prefix)}
-    current_endpoints = {e.meta.ref.name: e for e in endpoints if owned(e.meta, prefix)}
+    services = list(services)
+    current_services = {s.meta.ref.name: s for s in services if owned(s.meta, prefix, "Service")}
+    others = {
+        s.meta.ref.name: label
+        for s in services
+        if (label := s.meta.label(PREFIX_LABEL)) != prefix and label is not None
+    }
+    current_endpoints = {
+        e.meta.ref.name: e for e in endpoints if owned(e.meta, prefix, "Endpoints")
+    }
     current_slices: dict[str, dict[str, EndpointSlice]] = {}  # by mirror, then by name
-    for owned_slice in (s for s in slices if owned(s.meta, prefix)):
+    for owned_slice in (s for s in slices if owned(s.meta, prefix, "EndpointSlice")):
         current_slices.setdefault(owned_slice.service, {})[owned_slice.meta.ref.name] = owned_slice
     skipped = tuple(skipped)
     untouchable = {skip.mirror_name for skip in skipped}  # left exactly as they are
     changes: list[Change] = []
     deletes: list[Change] = []  # deletes that take a name out of DNS: for the policies, the guard
+    replaced: list[Change] = []  # deletes of endpoint objects that others replace
+    conflicts: list[Skip] = []
 
     for name in sorted(desired):
         mirror = desired[name]
         current = current_services.get(name)
+        if current is None and name in others:
+            reason = (
+                f"mirror name {name!r} is held by the mirror of prefix {others[name]!r}; left to it"
+            )
+            conflicts.append(Skip(mirror.remote, name, reason))
+            continue
         recreated = False
         if current is None:
             changes.append(
@@ -184,8 +212,10 @@ def calculate(
         # needs its Endpoints mirror created again, or it stays empty until the next pass.
         current_ep = None if recreated else current_endpoints.get(name)
         for change in _endpoint_changes(mirror, current_ep, current_slices.get(name, {})):
-            empties = change.action == "delete" and not mirror.answers
-            (deletes if empties else changes).append(change)
+            if change.action != "delete":
+                changes.append(change)
+            else:
+                (replaced if mirror.answers else deletes).append(change)
 
     for name in sorted(set(current_services) - set(desired) - untouchable):
         current = current_services[name]
@@ -220,13 +250,22 @@ def calculate(
     guard = _guard(set(current_services), allowed, policy)
     if guard is not None:
         held, allowed = deletes, []
-    touched = {c.name for c in changes + deletes}
+    # Replacing an endpoint object keeps the name answering: neither the guard's business
+    # nor --no-svc-sync's; but upsert-only deletes nothing at all.
+    if policy.delete:
+        allowed += replaced
+    else:
+        held += replaced
+    touched = {c.name for c in changes + deletes + replaced} | {c.mirror_name for c in conflicts}
+    written = [m for name, m in desired.items() if name not in others or name in current_services]
     return Plan(
         changes=tuple(changes + allowed),
         unchanged=sum(1 for name in desired if name not in touched),
         skipped=skipped,
         held=tuple(held),
         guard=guard,
+        conflicts=tuple(conflicts),
+        empty=tuple(m for m in written if not m.answers and m.service.type != "ExternalName"),
     )
 
 

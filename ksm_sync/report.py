@@ -24,8 +24,9 @@ EXIT_CODES: dict[PassResult, int] = {"success": 0, "partial": 1, "error": 3}
 FIELDS = ("created", "updated", "recreated", "deleted", "unchanged", "conflicts", "skipped",
           "failed", "held")  # fmt: skip
 # Counts the summary line shows only when they happen: a race that the next pass settles,
-# changes a stopped pass (SIGTERM, --pass-timeout) did not attempt.
-OCCASIONAL = ("raced", "abandoned")
+# changes a stopped pass (SIGTERM, --pass-timeout) did not attempt, mirrors that answer no
+# address because no endpoint object of their remote matched the selector.
+OCCASIONAL = ("raced", "abandoned", "empty")
 TROUBLE = ("conflicts", "skipped", "failed", "abandoned")  # any of these: exit status 1
 
 
@@ -47,6 +48,8 @@ class Report:
     # that could not be read, why. Their mirrors were left as they are.
     by_remote: dict[str, dict[str, int]] = field(default_factory=dict)
     remote_errors: dict[str, str] = field(default_factory=dict)
+    # With --config: mirrors by prefix that the configuration no longer has.
+    retired: dict[str, int] = field(default_factory=dict)
 
     @property
     def result(self) -> PassResult:
@@ -101,6 +104,8 @@ class Report:
             fields["objects"] = dict(self.objects)
         if self.guard:
             fields["guard"] = self.guard
+        if self.retired:
+            fields["retired"] = dict(self.retired)
         if len(self.by_remote) > 1 or self.remote_errors:
             fields["remotes"] = {name: dict(c) for name, c in self.by_remote.items()}
             fields["remote_errors"] = dict(self.remote_errors)
@@ -136,7 +141,10 @@ def tally(plan: Plan, outcomes: Iterable[Outcome]) -> dict[str, int]:
     counts = Counter(_mirror_result(group) for group in by_name.values())
     counts["unchanged"] += plan.unchanged
     counts["skipped"] += len(plan.skipped)
+    counts["conflicts"] += len(plan.conflicts)
     counts["held"] += len({c.name for c in plan.held})
+    if plan.empty:
+        counts["empty"] = len(plan.empty)
     return dict(counts)
 
 

@@ -61,6 +61,16 @@ class GlobalServices:
 
 
 @dataclass(frozen=True)
+class Retirement:
+    """With --config: mirrors in the mirror namespace of prefixes the file does not have
+    (a remote dropped from it) are reported every pass, and pruned if asked; those of
+    other_prefixes (another ksm-sync's) are left out of it."""
+
+    prune: bool = False
+    other_prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     mirror_namespace: str
     local: KubeconfigSource
@@ -75,6 +85,7 @@ class Settings:
     request_timeout: float = 30.0  # read timeout of one request; a stalled answer is retried
     page_size: int = 500
     endpoints_api: EndpointsApi = "endpointslices"
+    retirement: Retirement | None = None  # None: not looked for (the options' one remote)
 
     def target(self, prefix: str) -> Target:
         return Target(prefix, self.mirror_namespace, self.endpoints_api)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from ksm_sync import credentials
+from ksm_sync import credentials, ownership
 from ksm_sync.apply import NamespaceMissing, Outcome, apply, log_outcome
 from ksm_sync.errors import Unavailable, UsageError
 from ksm_sync.kube import (
@@ -44,6 +44,7 @@ from ksm_sync.report import Report, describe, describe_skip, planned, tally
 from ksm_sync.settings import KubeconfigSource, Remote, Settings, Target, TokenSource
 
 GLOBAL = "global"  # how the global services' plan is named in reports and metrics
+RETIRED = "retired"  # and, with its prefix, the plan pruning a retired prefix's mirrors
 
 
 @dataclass
@@ -129,10 +130,10 @@ def _steps(
         return _client(settings, side, name, source, started, workdir, observers, cancel)
 
     local = kube("local", "local", settings.local)
+    # Looking for retired prefixes means listing the mirrors of every prefix.
+    listed = () if settings.retirement is not None else settings.prefixes
     with collector_paused():
-        mirrors = observe_local(
-            local, settings.mirror_namespace, settings.prefixes, settings.page_size
-        )
+        mirrors = observe_local(local, settings.mirror_namespace, listed, settings.page_size)
         seen = _observe_remotes(settings, lambda r: kube("remote", r.name, r.credentials))
         local_shared = _observe_local_globals(settings, local)
     errors = {name: s.error for name, s in seen.items() if s.error is not None}
@@ -140,7 +141,7 @@ def _steps(
         raise _NoRemote(errors)
 
     plans: dict[str, Plan] = {}
-    objects = Counter(mirrors.counts("local"))
+    objects = Counter(mirrors.of_prefix(*settings.prefixes).counts("local"))
     for remote in settings.remotes:
         own = seen[remote.name].own
         if own is None:
@@ -149,8 +150,12 @@ def _steps(
         objects.update(own.counts("remote"))  # all remotes together
     if settings.global_services is not None:
         plans[GLOBAL] = _plan_global(settings, seen, local_shared, mirrors, state, time.time())
-    for plan in plans.values():
-        _log_plan(plan)
+    retired = _retired(settings, mirrors)
+    if settings.retirement is not None and settings.retirement.prune:
+        for prefix in retired:
+            plans[f"{RETIRED}:{prefix}"] = _calculate(
+                settings, settings.target(prefix), {}, [], mirrors, state, ""
+            )
 
     guards = "; ".join(
         f"{name}: {p.guard}" if len(plans) > 1 else p.guard for name, p in plans.items() if p.guard
@@ -160,7 +165,7 @@ def _steps(
         for change in changes:
             print(describe(change), flush=True)
         by_remote = {name: planned(p) for name, p in plans.items()}
-        return _report(by_remote, errors, guards or None, dict(objects), dry_run=True)
+        return _report(by_remote, errors, guards or None, dict(objects), retired, dry_run=True)
     progress = Progress(len(changes), on_outcome=log_outcome)
     try:
         outcomes = apply(
@@ -174,7 +179,26 @@ def _steps(
         progress.close()
     _log_abandoned(outcomes)
     by_remote = {name: tally(p, outcomes) for name, p in plans.items()}
-    return _report(by_remote, errors, guards or None, dict(objects))
+    return _report(by_remote, errors, guards or None, dict(objects), retired)
+
+
+def _retired(settings: Settings, mirrors: Objects) -> dict[str, int]:
+    """Mirrors by prefix that the configuration no longer has, each named in a warning."""
+    if settings.retirement is None:
+        return {}
+    kept = {*settings.prefixes, *settings.retirement.other_prefixes}
+    retired = {p: n for p, n in ownership.prefixes(mirrors.services).items() if p not in kept}
+    for prefix, count in sorted(retired.items()):
+        logger.bind(retired_prefix=prefix, mirrors=count).warning(
+            "retired prefix {!r}: {} mirrors in {} that no remote of the config has{}",
+            prefix,
+            count,
+            settings.mirror_namespace,
+            " (pruneRetired: deleting them)"
+            if settings.retirement.prune
+            else "; pruneRetired: true deletes them, otherPrefixes leaves another ksm-sync's alone",
+        )
+    return retired
 
 
 class _NoRemote(Exception):
@@ -229,7 +253,7 @@ def _plan(
 ) -> Plan:
     target = settings.target(remote.prefix)
     desired, skips = desired_mirrors(own.services, own.endpoints, target, own.slices)
-    return _calculate(settings, target, desired, skips, mirrors, state)
+    return _calculate(settings, target, desired, skips, mirrors, state, remote.label_selector)
 
 
 def _plan_global(
@@ -255,7 +279,7 @@ def _plan_global(
     )
     for warning in warnings:
         logger.warning(warning)
-    return _calculate(settings, target, desired, skips, mirrors, state)
+    return _calculate(settings, target, desired, skips, mirrors, state, wanted.label_selector)
 
 
 def _calculate(
@@ -265,9 +289,10 @@ def _calculate(
     skips: list[Skip],
     mirrors: Objects,
     state: PassState | None,
+    selector: str,
 ) -> Plan:
-    """The plan of one prefix (the planner keeps only the mirrors that prefix owns); `loop`
-    remembers the remotes it saw, for --no-svc-sync."""
+    """The plan of one prefix (the planner keeps only the mirrors that prefix owns), logged;
+    `loop` remembers the remotes it saw, for --no-svc-sync."""
     plan = calculate(
         desired,
         mirrors.services,
@@ -281,6 +306,7 @@ def _calculate(
         seen = state.seen_remotes.setdefault(target.prefix, set())
         seen.update(m.remote for m in desired.values())
         seen.update(s.remote for s in skips)
+    _log_plan(plan, settings, target, selector)
     return plan
 
 
@@ -289,6 +315,7 @@ def _report(
     errors: dict[str, str],
     guard: str | None,
     objects: dict[str, int],
+    retired: dict[str, int],
     *,
     dry_run: bool = False,
 ) -> Report:
@@ -302,6 +329,7 @@ def _report(
         objects=objects,
         by_remote=by_remote,
         remote_errors=errors,
+        retired=retired,
     )
 
 
@@ -335,18 +363,45 @@ def _client(
     )
 
 
-def _log_plan(the_plan: Plan) -> None:
-    """What the plan holds back: skipped remotes, and the guard's verdict."""
-    for skip in the_plan.skipped:
+def _log_plan(the_plan: Plan, settings: Settings, target: Target, selector: str) -> None:
+    """What the plan holds back or cannot do: skipped remotes, conflicts, mirrors that will
+    answer nothing, and deletes held by the policy or the guard."""
+    for skip, result in [(s, "skipped") for s in the_plan.skipped] + [
+        (c, "conflict") for c in the_plan.conflicts
+    ]:
         logger.bind(
             remote=str(skip.remote),
             object=f"Service/{skip.mirror_name}",
             change="skip",
-            result="skipped",
+            result=result,
             reason=skip.reason,
         ).warning(describe_skip(skip))
+    kind = "Endpoints" if target.endpoints_api == "endpoints" else "EndpointSlices"
+    for mirror in the_plan.empty:
+        logger.bind(remote=str(mirror.remote), object=f"Service/{mirror.name}").warning(
+            "remote Service {} has no {} that the label selector {!r} matches: its mirror answers "
+            "no address (label its {} as the Service is labelled)",
+            mirror.remote,
+            kind,
+            selector,
+            kind,
+        )
     if the_plan.guard:
         logger.bind(held=len(the_plan.held)).error("deletion guard: {}", the_plan.guard)
+    elif the_plan.held:
+        why = (
+            "--policy upsert-only deletes nothing"
+            if settings.policy == "upsert-only"
+            else "--no-svc-sync deletes only mirrors whose remote this process saw go"
+        )
+        names = sorted({c.object_name for c in the_plan.held})
+        logger.bind(held=len(names)).info(
+            "{} deletes held back ({}): {}{}",
+            len(names),
+            why,
+            ", ".join(names[:5]),
+            f" and {len(names) - 5} more" if len(names) > 5 else "",
+        )
 
 
 def _log_abandoned(outcomes: list[Outcome]) -> None:

@@ -20,11 +20,10 @@ def planes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Clust
     root = tmp_path_factory.mktemp("clusters")
     atexit.register(controlplane.down, root)  # Ctrl-C or a crash between fixtures
     try:
-        # No EndpointSliceMirroring on local: what answers there is ksm-sync's own slices.
-        # Two remotes, for the tests of several remotes in one pass.
-        started = controlplane.up(
-            root, remotes=2, die_with_parent=True, endpointslice_mirroring=False
-        )
+        # Every plane runs the controllers of a real cluster, EndpointSliceMirroring
+        # included: a controller turned off would hide every fight with it. Two remotes, for
+        # the tests of several remotes in one pass.
+        started = controlplane.up(root, remotes=2, die_with_parent=True)
         yield {name: Cluster(plane) for name, plane in started.items()}
     finally:
         controlplane.down(root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import secrets
 import shutil
 import threading
@@ -13,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.support.cli import run_cli
 from tests.support.cluster import Cluster
 from tests.support.loop import LoopRun
 from tests.support.world import World
@@ -229,3 +232,35 @@ def _wait_for(condition, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.2)
+
+
+def test_a_config_files_local_context_is_found_as_kube_context_finds_it(
+    world: World, tmp_path: Path
+) -> None:
+    """Issue 20: `local: {context: X}` without `kubeconfig` took in-cluster credentials and
+    ignored KUBECONFIG; it is looked up as --kube-context X is: KUBECONFIG, in-cluster,
+    ~/.kube/config. Here KUBECONFIG's current context is a dead end, X the local plane."""
+    local = json.loads(Path(world.local.kubeconfig).read_text())
+    dead = json.loads(json.dumps(local["clusters"][0]))
+    dead["name"], dead["cluster"]["server"] = "dead", "https://127.0.0.1:9"
+    local["clusters"].append(dead)
+    local["contexts"] = [
+        {"name": "elsewhere", "context": {"cluster": "dead", "user": local["users"][0]["name"]}},
+        {"name": "the-local", "context": local["contexts"][0]["context"]},
+    ]
+    local["current-context"] = "elsewhere"
+    kubeconfig = tmp_path / "merged.kubeconfig"
+    kubeconfig.write_text(json.dumps(local))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "mirrorNamespace": world.mirror_ns,
+        "local": {"context": "the-local"},
+        "remotes": [{"name": "a", "prefix": world.prefix, "labelSelector": world.selector,
+                     "kubeconfig": world.remote.kubeconfig}],
+    }))  # fmt: skip
+    world.service("web")
+
+    result = run_cli(["once", "--config", str(config)], env={"KUBECONFIG": str(kubeconfig)})
+
+    assert result.returncode == 0, result.stderr
+    assert set(world.mirrors()) == {world.mirror_name("web")}

@@ -236,3 +236,28 @@ def test_endpoints_that_stop_matching_stay_in_dns_under_the_guard_and_upsert_onl
     assert world.run("--max-delete-ratio", "1").returncode == 0
     for name in ips:
         resolver.wait(resolver.name(name, world.remote_ns), "A", lambda a: not addresses(a))
+
+
+def test_a_namespace_holding_the_separator_is_never_answered_under_another_name(
+    world: World, resolver: Resolver
+) -> None:
+    """Issue 20: the answer rewrite splits a mirror name at its last separator, so a remote
+    namespace holding it made `web.<ns>.svc.cluster.<prefix>` answer under another name.
+    Such a remote is skipped, named, and its name is NXDOMAIN."""
+    namespace = world.remote.create_namespace("x-6d6972726f720a")
+    world.service("web", namespace=namespace)
+    world.service("web")
+    world.slice("web", "web-1", [{"addresses": ["10.1.0.1"], "conditions": {"ready": True}}])
+
+    result = world.run()
+
+    assert result.returncode == 1, result.stderr
+    assert f"skip Service {namespace}/web: its namespace holds the mirror separator" in (
+        result.stderr
+    )
+    name = resolver.name("web", world.remote_ns)
+    resolver.wait(name, "A", lambda a: rcode(a) == "NOERROR" and names(a) == {name})
+    odd = resolver.name("web", namespace)
+    answer = resolver.ask(odd)
+    assert nxdomain(answer) and str(asked(answer)) == f"{odd}.", answer.to_text()
+    assert all(n.endswith(f"cluster.{world.prefix}") for n in names(answer))

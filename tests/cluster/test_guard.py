@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.support.cluster import Cluster
 from tests.support.world import World
 
 SUBSETS = [{"addresses": [{"ip": "10.0.0.1"}], "ports": [{"name": "http", "port": 80}]}]
@@ -100,3 +101,41 @@ def test_upsert_only_with_a_selector_typo_is_a_quiet_no_op(world: World) -> None
     assert result.returncode == 0, result.stderr
     assert "deletion guard" not in result.stderr and "held=10" in result.stderr
     assert world.writes()[writes:] == []
+
+
+def test_upsert_only_deletes_no_slice_and_no_endpoints_and_says_what_it_holds(
+    remote: Cluster, local: Cluster
+) -> None:
+    """Issue 20: upsert-only deleted a mirror's slice whose remote slice went, and the kind
+    that the other replaces, though the README said it never deletes anything."""
+    world = World.new(remote, local, endpoints_api="endpointslices")
+    world.service("web")
+    for i in (1, 2):
+        world.slice("web", f"web-{i}", [{"addresses": [f"10.1.0.{i}"], "conditions": {}}])
+    assert world.run().returncode == 0
+    world.remote.delete("EndpointSlice", world.remote_ns, "web-2")
+
+    gone = world.run("--policy", "upsert-only")
+
+    assert gone.returncode == 0, gone.stderr
+    assert "held=1" in gone.stderr and "--policy upsert-only deletes nothing" in gone.stderr
+    assert len(own_slices(world)) == 2
+    world.endpoints("web", SUBSETS)
+    world.endpoints_api = "endpoints"
+
+    swapped = world.run("--policy", "upsert-only")
+
+    assert swapped.returncode == 0, swapped.stderr
+    assert "held=1" in swapped.stderr
+    assert world.mirror_name("web") in world.mirrors("Endpoints")
+    assert len(own_slices(world)) == 2
+    assert not [e for e in world.writes() if e["verb"] == "delete"]
+
+
+def own_slices(world: World) -> list[str]:
+    """ksm-sync's slices (in Endpoints mode the mirroring controller makes some of its own)."""
+    return [
+        name
+        for name, s in world.mirrors("EndpointSlice").items()
+        if s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "ksm-sync"
+    ]

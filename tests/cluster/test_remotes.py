@@ -34,14 +34,16 @@ def prefixes(world: World) -> dict[str, str]:
 
 
 def write_config(world: World, path: Path, kubeconfigs: dict[str, str],
-                 global_services: bool = False) -> str:  # fmt: skip
-    """A --config file: remotes a and b (each with its kubeconfig), the world's selector."""
-    names = prefixes(world)
+                 global_services: bool = False, **extra: Any) -> str:  # fmt: skip
+    """A --config file: remotes a and b (each with its kubeconfig), the world's selector, and
+    extra top-level keys."""
+    names = {**prefixes(world), **extra.pop("prefixes", {})}
     config: dict[str, Any] = {
         "mirrorNamespace": world.mirror_ns,
         "local": {"kubeconfig": world.local.kubeconfig},
         "remotes": [{"name": name, "prefix": names[name], "labelSelector": world.selector,
                      "kubeconfig": kubeconfig} for name, kubeconfig in kubeconfigs.items()],
+        **extra,
     }  # fmt: skip
     if global_services:
         config["global"] = {"prefix": names["global"], "labelSelector": f"{world.label}-global=yes"}
@@ -217,3 +219,118 @@ def test_corefile_prints_a_block_per_remote_and_for_the_global_services(
     assert result.returncode == 0, result.stderr
     zones = re.findall(r"^(cluster\.\S+) \{$", result.stdout, flags=re.M)
     assert zones == [f"cluster.{p}" for p in prefixes(world).values()]
+
+
+def unreachable(kubeconfig: str, path: Path) -> str:
+    """A copy of kubeconfig whose server nobody answers on."""
+    config = json.loads(Path(kubeconfig).read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def dns_for(world: World, prefix: str) -> Resolver:
+    address = controlplane.dns(world.local.plane.dir.parent, svc_prefix=prefix,
+                               mirror_ns=world.mirror_ns, die_with_parent=True)  # fmt: skip
+    host, port = address.rsplit(":", 1)
+    return Resolver(host, int(port), f"cluster.{prefix}")
+
+
+def test_prefixes_that_collide_leave_the_name_to_its_holder_which_keeps_answering(
+    world: World, tmp_path: Path
+) -> None:
+    """Issue 20: remote a (prefix P) has Service `a-web`, remote b (prefix `P-a`) has `web`:
+    both mirror as `P-a-web-...`. b's create met a's mirror, and its 409 blocked every write
+    under that name in the pass, a's too: a's mirror stopped following its remote for good."""
+    p = world.prefix
+    names = {"a": p, "b": f"{p}-a"}
+    world.service("a-web", clusterIP="None")
+    world.slice("a-web", "a-web-1", [{"addresses": ["10.1.0.1"], "conditions": {"ready": True}}])
+    only_a = write_config(world, tmp_path / "a.yaml", {"a": world.remote.kubeconfig},
+                          prefixes=names)  # fmt: skip
+    assert run_cli(["once", "--config", only_a]).returncode == 0
+    resolver = dns_for(world, p)
+    name = resolver.name("a-web", world.remote_ns)
+    resolver.wait(name, "A", answers_with({"10.1.0.1"}))
+    world.service("web")  # b's, whose mirror name is a's a-web's
+    world.slice("a-web", "a-web-1", [{"addresses": ["10.1.0.2"], "conditions": {"ready": True}}])
+    assert world.mirror_name("a-web", prefix=names["a"]) == world.mirror_name(
+        "web", prefix=names["b"]
+    )
+    both_config = write_config(world, tmp_path / "both.yaml", {"a": world.remote.kubeconfig,
+                               "b": world.remote.kubeconfig}, prefixes=names)  # fmt: skip
+
+    result = run_cli(["once", "--config", both_config])
+
+    assert result.returncode == 1, result.stderr
+    assert f"is held by the mirror of prefix '{p}'" in result.stderr
+    resolver.wait(name, "A", answers_with({"10.1.0.2"}))  # a's mirror follows its remote
+    held = mirrors_of(world, names["a"])[world.mirror_name("a-web", prefix=names["a"])]
+    assert held["metadata"]["annotations"]["ksm-sync/remote-name"] == "a-web"
+
+
+def test_a_global_service_keeps_its_shape_and_address_while_its_first_cluster_is_away(
+    world: World, remote2: Cluster, tmp_path: Path
+) -> None:
+    """Issue 20: a has web as a ClusterIP Service, b as a headless one; a, first in the
+    configuration, sets the mirror's shape. a missing one pass recreated the mirror as b's
+    (a new address, NXDOMAIN while it happened), and again when a was back."""
+    in_remote2(world, remote2)
+    labels = {world.label: "yes", f"{world.label}-global": "yes"}
+    ports = [{"name": "h", "port": 80}]
+    world.remote.apply(service(world.remote_ns, "web", labels=labels, ports=ports))
+    remote2.apply(service(world.remote_ns, "web", labels=labels, ports=ports, clusterIP="None"))
+    config = write_config(world, tmp_path / "config.yaml", both(world, remote2),
+                          global_services=True)  # fmt: skip
+    assert run_cli(["once", "--config", config]).returncode == 0
+    global_prefix = prefixes(world)["global"]
+    mirror = world.mirror_name("web", prefix=global_prefix)
+    before = mirrors_of(world, global_prefix)[mirror]
+    resolver = dns_for(world, global_prefix)
+    name = resolver.name("web", world.remote_ns)
+    resolver.wait(name, "A", answers_with({before["spec"]["clusterIP"]}))
+    away = write_config(world, tmp_path / "away.yaml", {
+        "a": unreachable(world.remote.kubeconfig, tmp_path / "a.kubeconfig"),
+        "b": remote2.kubeconfig}, global_services=True)  # fmt: skip
+
+    result = run_cli(["once", "--config", away, "--request-timeout", "1s"])
+
+    assert result.returncode == 3 and "remote a not read" in result.stderr, result.stderr
+    after = mirrors_of(world, global_prefix)[mirror]
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["spec"]["clusterIP"] == before["spec"]["clusterIP"]
+    assert answers_with({before["spec"]["clusterIP"]})(resolver.ask(name))
+
+
+def test_a_remote_dropped_from_the_config_is_named_retired_and_pruned_only_if_asked(
+    world: World, remote2: Cluster, tmp_path: Path
+) -> None:
+    """Issue 20: a remote dropped from the configuration left its mirrors forever, and no pass
+    said a word of them."""
+    web_in_a_and_api_in_b(world, remote2)
+    assert run_cli(["once", "--config", write_config(
+        world, tmp_path / "both.yaml", both(world, remote2))]).returncode == 0  # fmt: skip
+    b = prefixes(world)["b"]
+    kept = {n: m["metadata"]["resourceVersion"] for n, m in mirrors_of(world, b).items()}
+    assert len(kept) == 1
+    only_a = {"a": world.remote.kubeconfig}
+    metrics = tmp_path / "ksm-sync.prom"
+
+    told = run_cli(["once", "--config", write_config(world, tmp_path / "a.yaml", only_a),
+                    "--metrics-file", str(metrics)])  # fmt: skip
+
+    assert told.returncode == 0, told.stderr
+    assert f"retired prefix '{b}': 1 mirrors in {world.mirror_ns}" in told.stderr
+    assert f'ksm_sync_retired_mirrors{{prefix="{b}"}} 1.0' in metrics.read_text()
+    assert {n: m["metadata"]["resourceVersion"] for n, m in mirrors_of(world, b).items()} == kept
+    other = run_cli(["once", "--config", write_config(world, tmp_path / "other.yaml", only_a,
+                                                      otherPrefixes=[b])])  # fmt: skip
+    assert other.returncode == 0 and "retired" not in other.stderr, other.stderr
+    assert len(mirrors_of(world, b)) == 1
+
+    pruned = run_cli(["once", "--config", write_config(world, tmp_path / "prune.yaml", only_a,
+                                                       pruneRetired=True)])  # fmt: skip
+
+    assert pruned.returncode == 0, pruned.stderr
+    assert mirrors_of(world, b) == {} and mirrors_of(world, b, "EndpointSlice") == {}
+    assert len(mirrors_of(world, prefixes(world)["a"])) == 1

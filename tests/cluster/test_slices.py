@@ -11,7 +11,7 @@ import re
 import pytest
 
 from tests.support.cluster import Cluster, Json, endpoint_slice
-from tests.support.workloads import wait_slices
+from tests.support.workloads import wait_for, wait_slices
 from tests.support.world import World
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
@@ -176,7 +176,9 @@ def test_endpoints_mirrors_are_replaced_by_slices_written_first(world: World) ->
 
     back = world.run("--endpoints-api", "endpoints")  # and back again
     assert back.returncode == 0 and len(world.mirrors("Endpoints")) == 3
-    assert all(slices_of(world, n) == [] for n in "abc")
+    managers = {s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"]
+                for n in "abc" for s in slices_of(world, n)}  # fmt: skip
+    assert "ksm-sync" not in managers  # the mirroring controller's answer for the Endpoints
 
 
 def test_a_remote_that_cannot_list_slices_is_told_the_rule_and_nothing_is_written(
@@ -212,3 +214,40 @@ def test_a_remote_that_cannot_list_slices_is_told_the_rule_and_nothing_is_writte
     assert "--endpoints-api endpoints" in result.stderr
     assert world.writes() == []
     assert world.run(*args, "--endpoints-api", "endpoints", defaults=False).returncode == 0
+
+
+def test_endpoints_mode_leaves_the_mirroring_controllers_slices_alone_and_rests(
+    remote: Cluster, local: Cluster
+) -> None:
+    """Issue 20: in Endpoints mode the local EndpointSliceMirroring controller copies each
+    Endpoints mirror into slices of its own, ksm-sync's labels included. ksm-sync took them
+    for its own and deleted them every pass (the controller made them again): headless names
+    blinked, and a pass over an unchanged world wrote."""
+    world = World.new(remote, local, endpoints_api="endpoints")
+    subsets = [{"addresses": [{"ip": "10.1.0.1", "hostname": "web-0"}],
+                "ports": [{"name": "http", "port": 8080}]}]  # fmt: skip
+    for name, spec in (("web", {}), ("db", {"clusterIP": "None"})):
+        world.service(name, **spec)
+        world.endpoints(name, subsets)
+    assert world.run().returncode == 0
+
+    def controllers() -> dict[str, str] | None:
+        found = {
+            s["metadata"]["name"]: s["metadata"]["uid"]
+            for name in ("web", "db")
+            for s in world.local.list("EndpointSlice", world.mirror_ns,
+                                      f"kubernetes.io/service-name={world.mirror_name(name)}")
+            if s["metadata"]["labels"].get("endpointslice.kubernetes.io/managed-by")
+            == "endpointslicemirroring-controller.k8s.io"
+        }  # fmt: skip
+        return found if len(found) == 2 else None
+
+    made = wait_for("the mirroring controller's slices of both mirrors", controllers)
+    writes = len(world.writes())
+
+    again = world.run()
+
+    assert again.returncode == 0, again.stderr
+    assert summary(again.stderr)["unchanged"] == 2 and "EndpointSlice" not in again.stderr
+    assert world.writes()[writes:] == []
+    assert controllers() == made  # the same slices: same names, same uids

@@ -6,7 +6,7 @@ import signal
 import time
 
 from tests.support.cli import start_cli
-from tests.support.cluster import service
+from tests.support.cluster import endpoints, service
 from tests.support.world import World
 
 SUBSETS = [
@@ -261,3 +261,49 @@ def _wait_for(condition, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.2)
+
+
+def test_a_service_whose_endpoints_lack_the_label_is_named_every_pass(world: World) -> None:
+    """Issue 20: a selected selectorless Service whose Endpoints do not carry the label was
+    mirrored empty with exit 0 and not a word: its name answers no address."""
+    world.service("web")
+    world.remote.apply(endpoints(world.remote_ns, "web", SUBSETS, labels={"other": "label"}))
+    world.service("db")
+    world.endpoints("db", SUBSETS)
+    for _ in range(2):  # each pass, not only the first
+        result = world.run()
+        assert result.returncode == 0, result.stderr
+        assert "empty=1" in result.stderr
+        assert (
+            f"remote Service {world.remote_ns}/web has no Endpoints that the label selector "
+            f"'{world.selector}' matches"
+        ) in result.stderr
+        assert f"{world.remote_ns}/db has no" not in result.stderr
+
+
+def test_an_ip_family_policy_change_is_made_in_place(world: World) -> None:
+    """Issue 20: kube-service-mirror's mirrors are SingleStack (the API server's default); a
+    dual-stack remote's PreferDualStack recreated every one of them at once, with new cluster
+    IPs and outside the deletion guard. The API server changes the policy in place."""
+    world.service("web", ipFamilyPolicy="PreferDualStack")  # remote is dual-stack
+    name = world.mirror_name("web")
+    world.local.create(service(world.mirror_ns, name, labels={
+        "mirrored-svc": "true", "mirror-svc-prefix-sync": world.prefix}))  # fmt: skip
+    before = world.local.get("Service", world.mirror_ns, name)
+    assert before["spec"]["ipFamilyPolicy"] == "SingleStack"
+    mark = len(world.writes())
+
+    def kept(policy: str) -> None:
+        now = world.local.get("Service", world.mirror_ns, name)
+        assert now["spec"]["ipFamilyPolicy"] == policy
+        assert now["metadata"]["uid"] == before["metadata"]["uid"]
+        assert now["spec"]["clusterIP"] == before["spec"]["clusterIP"]
+
+    assert world.run().returncode == 0
+    kept("PreferDualStack")
+    world.remote.delete("Service", world.remote_ns, "web")
+    world.service("web", ipFamilyPolicy="SingleStack", ipFamilies=["IPv4"])
+    assert world.run().returncode == 0
+    kept("SingleStack")
+    verbs = {w["verb"] for w in world.writes()[mark:] if w["objectRef"].get("name") == name}
+    assert verbs == {"patch"}

@@ -8,7 +8,7 @@ import pytest
 
 from ksm_sync.config import load
 from ksm_sync.errors import UsageError
-from ksm_sync.settings import KubeconfigSource, TokenSource
+from ksm_sync.settings import KubeconfigSource, Retirement, TokenSource
 
 GOOD = """
 mirrorNamespace: mirrors
@@ -74,6 +74,13 @@ def test_a_file_with_every_key(tmp_path: Path) -> None:
         (("unreachableAfter: 2m", "unreachableAfter: soon"), "global.unreachableAfter:"),
         (("policy: upsert-only", "policy: upsert-only\nendpointsApi: endpoints"),
          "global: global services are merged from EndpointSlices"),
+        # Issue 20: `global` with Service a-web and `global-a` with web share a mirror name.
+        (("  prefix: global", "  prefix: east-x"), "can give two Services one mirror name"),
+        (("  prefix: east", "  prefix: global-a"), "can give two Services one mirror name"),
+        (("policy: upsert-only", "policy: upsert-only\notherPrefixes: [east]"),
+         "otherPrefixes[0]: 'east' is this file's own prefix"),
+        (("policy: upsert-only", "policy: upsert-only\npruneRetired: yes please"),
+         "pruneRetired: must be true or false"),
     ],
 )  # fmt: skip
 def test_a_bad_field_is_named_by_its_path(
@@ -86,6 +93,12 @@ def test_a_bad_field_is_named_by_its_path(
         load(path)
     assert str(raised.value).startswith(f"--config {path}: ")
     assert message in str(raised.value)
+
+
+def test_retired_prefixes_are_looked_for_and_pruned_only_if_asked(tmp_path: Path) -> None:
+    assert load(write(tmp_path, GOOD)).retirement == Retirement()
+    text = GOOD + "pruneRetired: true\notherPrefixes: [north, south]\n"
+    assert load(write(tmp_path, text)).retirement == Retirement(True, ("north", "south"))
 
 
 @pytest.mark.parametrize(

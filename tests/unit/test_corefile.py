@@ -146,6 +146,13 @@ def test_in_cluster_unless_told_how_to_reach_the_cluster() -> None:
         (("east", "Mirrors"), "not a namespace name"),
         (("east", "mirrors", "cluster..east"), "remote domain"),
         (("east", "mirrors", None, "cluster_local"), "cluster domain"),
+        # Issue 20: a block for the cluster's own domain (or one above or inside it) would
+        # rewrite every name of the cluster.
+        (("east", "mirrors", "cluster.local"), "overlaps the cluster domain"),
+        (("local", "mirrors"), "overlaps the cluster domain"),
+        (("east", "mirrors", "local"), "overlaps the cluster domain"),
+        (("east", "mirrors", "svc.cluster.local"), "overlaps the cluster domain"),
+        (("east", "mirrors", "east.example", "example"), "overlaps the cluster domain"),
     ],
 )
 def test_names_that_cannot_be_part_of_a_dns_name_are_refused(
@@ -162,3 +169,7 @@ def test_the_cli_prints_the_block_and_the_readme_shows_it() -> None:
     assert f"```\n{BLOCK}```" in README
     refused = run_cli(["corefile", "--svc-prefix", "east", "--mirror-ns", "Mirrors"])
     assert refused.returncode == 2 and "not a namespace name" in refused.stderr
+    outage = run_cli(["corefile", "--svc-prefix", "east", "--mirror-ns", "mirrors",
+                      "--remote-domain", "cluster.local"])  # fmt: skip
+    assert outage.returncode == 2 and outage.stdout == ""
+    assert "overlaps the cluster domain 'cluster.local'" in outage.stderr

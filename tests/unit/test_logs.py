@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 
@@ -64,3 +65,36 @@ def test_a_short_apply_logs_no_progress(captured: list[str]) -> None:
     progress.close()
 
     assert not captured
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_no_token_escapes_while_threads_register_others(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 20: observe threads register tokens while a sink redacts in another thread. The
+    set of secrets changing size mid-iteration sent loguru to its fallback, which printed the
+    raw record, token and all."""
+    for i in range(300):
+        logs.secret(f"base-token-{i:04d}-abcdefgh")
+    logs.configure("debug", fmt)
+    tokens: list[str] = []
+
+    def work(thread: int) -> None:
+        for i in range(150):
+            token = f"thread-{thread}-token-{i:04d}-{'x' * 12}"
+            tokens.append(token)
+            logs.secret(token)
+            logger.bind(token=token).info("request with {}", token)
+
+    try:
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        logger.remove()
+    err = capsys.readouterr().err
+    assert err.count("[redacted]") >= 8 * 150
+    assert "Logging error" not in err and "dropped" not in err
+    assert not [t for t in tokens if t in err]

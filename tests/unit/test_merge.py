@@ -144,3 +144,36 @@ def test_a_service_only_an_unreachable_cluster_has_stays_for_its_time() -> None:
     assert list(away) == ["global-db-6d6972726f720a-shop"]
     gone = merge([Source("east", None)], stored(away), now=100.0 + HOUR + 1)[0]
     assert gone == {}
+
+
+def test_the_shape_stays_while_a_cluster_ahead_is_away_and_follows_the_next_after() -> None:
+    """Issue 20: east (first) has a headless Service, west a ClusterIP one. east missing one
+    pass used to recreate the mirror as west's (a new cluster IP, NXDOMAIN meanwhile), and
+    again when east came back."""
+    headless = replace(service(), headless=True)
+    clusterip = replace(service(ports=(8080,)), headless=False)
+    east = Objects(services=(headless,), slices=(a_slice("10.1.0.1"),))
+    west = Objects(services=(clusterip,), slices=(a_slice("10.2.0.1"),))
+    both = merge([Source("east", east), Source("west", west)])[0]
+    [mirror] = both.values()
+    assert mirror.service.headless
+    away = merge([Source("east", None), Source("west", west)], stored(both), now=10.0)[0]
+    current = stored(both)
+    plan = calculate(away, current.services, (), prefix="global", slices=current.slices)
+    assert [(c.action, c.kind) for c in plan.changes] == [("update", "Service")]  # the record
+    assert plan.changes[0].reason == "remote annotations"
+    expired = merge([Source("east", None), Source("west", west)], stored(away),
+                    now=10.0 + HOUR + 1)[0]  # fmt: skip
+    assert not expired["global-web-6d6972726f720a-shop"].service.headless  # west's, now
+
+
+def test_two_services_with_one_global_mirror_name_are_a_conflict() -> None:
+    """Issue 20: a name or namespace holding the separator maps two Services to one name;
+    the second used to overwrite the first silently."""
+    one = Service(Meta(Ref("shop", "x-6d6972726f720a-a")), "ClusterIP", False, ())
+    two = Service(Meta(Ref("a-6d6972726f720a-shop", "x")), "ClusterIP", False, ())
+    mirrors, skips, _ = merge([Source("east", Objects(services=(one,))),
+                               Source("west", Objects(services=(two,)))])  # fmt: skip
+    assert mirrors == {}
+    assert {s.remote for s in skips} == {one.meta.ref, two.meta.ref}
+    assert all("conflict" in s.reason for s in skips)

@@ -154,8 +154,14 @@ def test_dual_stack_remotes_keep_their_policy_in_the_local_clusters_order() -> N
     assert (mirror.ip_family_policy, mirror.ip_families) == ("PreferDualStack", ())
     single_stack_local = _service("PreferDualStack", ["IPv4"])
     assert service_change(mirror, single_stack_local) is None
+    # Issue 20: kube-service-mirror's SingleStack mirrors of dual-stack remotes change their
+    # policy in place (same cluster IP); only a change of the primary family recreates.
     change = service_change(mirror, _service("SingleStack", ["IPv4"]))
-    assert change is not None and change[0] == "recreate"
+    assert change is not None and change[0] == "update"
+    back = mirror_service(_service("SingleStack", ["IPv4"]), remote.meta)
+    assert service_change(back, _service("PreferDualStack", ["IPv4", "IPv6"]))[0] == "update"
+    flip = mirror_service(_service("SingleStack", ["IPv6"]), remote.meta)
+    assert service_change(flip, _service("PreferDualStack", ["IPv4", "IPv6"]))[0] == "recreate"
 
 
 def test_a_target_reference_is_kept_as_given() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ksm_sync.naming import mirror_name, name_problem, prefix_problem
+from ksm_sync.naming import mirror_name, mirror_problem, name_problem, prefix_problem
 
 
 def test_mirror_name_keeps_the_go_shape() -> None:
@@ -37,3 +37,13 @@ def test_good_prefixes(prefix: str) -> None:
 @pytest.mark.parametrize("prefix", ["", "East", "1east", "east_1", "-east", "e" * 64, "east.x"])
 def test_bad_prefixes(prefix: str) -> None:
     assert prefix_problem(prefix) is not None
+
+
+def test_a_namespace_holding_the_separator_cannot_be_mirrored() -> None:
+    """Issue 20: the CoreDNS answer rewrite splits a mirror name at its last separator, so a
+    namespace holding it would be answered under another name than the one asked."""
+    assert mirror_problem("east", "shop", "web") is None
+    assert mirror_problem("east", "shop", "web-6d6972726f720a-x") is None  # in the name: fine
+    problem = mirror_problem("east", "a-6d6972726f720a-b", "web")
+    assert problem is not None and "another Service" in problem
+    assert "over the limit" in (mirror_problem("east", "shop", "w" * 60) or "")

@@ -205,3 +205,24 @@ def test_no_delete_of_any_kind_escapes_the_policies_or_the_guard(
     for change in guarded.changes:
         if change.action == "delete" and change.kind == "Service":
             assert change.name not in after
+
+
+def test_a_name_another_prefix_holds_is_a_conflict_and_never_written() -> None:
+    """Issue 20: prefixes `east` (Service `a-web`) and `east-a` (Service `web`) both map to
+    `east-a-web-6d6972726f720a-shop`; the one that holds it keeps it, the other is told."""
+    holder = desired_mirrors([remote("a-web")], [], Target("east", "mirrors"))[0]
+    services, _ = stored(holder)
+    other = desired_mirrors([remote("web")], [], Target("east-a", "mirrors"))[0]
+    assert set(other) == set(holder)
+    result = calculate(other, services, [], prefix="east-a")
+    assert result.changes == () and result.unchanged == 0
+    [conflict] = result.conflicts
+    assert conflict.remote == Ref("shop", "web") and "'east'" in conflict.reason
+    assert calculate(holder, services, [], prefix="east").changes == ()
+
+
+def test_a_mirror_without_endpoint_objects_is_named_as_empty() -> None:
+    """Issue 20: a selected Service whose Endpoints lack the label is mirrored empty."""
+    want = desired([remote("web"), remote("db")], [remote_endpoints("db", ["10.0.0.1"])])
+    result = run(want)
+    assert [m.remote for m in result.empty] == [Ref("shop", "web")]
