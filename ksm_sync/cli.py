@@ -2,6 +2,9 @@
 
 Every option also comes from its KSM_ variable (the command line wins), and the Go
 program's spellings (`-label-selector x`, `-svc-sync=false`) are accepted unchanged.
+
+Each command imports what it uses when it runs: a CronJob pays the start-up of every `once`,
+and `--help`, `--version` and `corefile` need neither the Kubernetes client nor the metrics.
 """
 
 from __future__ import annotations
@@ -17,23 +20,24 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from loguru import logger
 
-from ksm_sync import __version__, config, credentials, logs
-from ksm_sync.corefile import server_block
+from ksm_sync import __version__, logs
 from ksm_sync.duration import format_duration, parse_duration
 from ksm_sync.errors import Unavailable, UsageError
 from ksm_sync.go_flags import go_style
-from ksm_sync.metrics import Metrics, export
 from ksm_sync.naming import prefix_problem
-from ksm_sync.report import Report
 from ksm_sync.selector import selector_problem
-from ksm_sync.server import STALE_PERIODS, Health, Server
 from ksm_sync.settings import KubeconfigSource, Remote, Settings, TokenSource
-from ksm_sync.sync import GLOBAL, Observers, PassState, run_pass
+
+if TYPE_CHECKING:
+    from ksm_sync.metrics import Metrics
+    from ksm_sync.report import Report
+    from ksm_sync.server import Server
+    from ksm_sync.sync import PassState
 
 TOKEN_VARIABLE = "KSM_REMOTE_SERVICE_ACCOUNT_TOKEN"
 REMOTE_NAME = "remote"  # the one remote of the options, in messages and metrics
@@ -204,6 +208,8 @@ def build_settings(options: dict[str, Any], given: Callable[[str], bool]) -> Set
 
     given(option) says whether the user set it (command line or variable), not a default.
     """
+    from ksm_sync import config, credentials
+
     file = config.load(options["config"]) if options["config"] else None
     if file is not None:
         if clash := [_name(o) for o in REMOTE_OPTIONS if given(o)]:
@@ -331,45 +337,44 @@ def _run(mode: str, options: dict[str, Any], ctx: typer.Context) -> None:
         settings.mirror_namespace,
         f", every {format_duration(period)}" if mode == "loop" else "",
     )
-    names = tuple(r.name for r in settings.remotes) + (
-        (GLOBAL,) if settings.global_services else ()
+    from ksm_sync.sync import GLOBAL, Observers, run_pass
+
+    # `once` keeps metrics only to write or push them; `loop` serves them.
+    metrics = None
+    if mode == "loop" or options["metrics_file"] or options["pushgateway_url"]:
+        from ksm_sync.metrics import Metrics, export
+
+        names = tuple(r.name for r in settings.remotes) + (
+            (GLOBAL,) if settings.global_services else ()
+        )
+        metrics = Metrics(
+            version=__version__,
+            prefix=prefixes,
+            mirror_namespace=settings.mirror_namespace,
+            remotes=names,
+            resync_period=period if mode == "loop" else None,
+        )
+    server = (
+        _server(options["listen_address"], metrics, period, settings) if mode == "loop" else None
     )
-    metrics = Metrics(
-        version=__version__,
-        prefix=prefixes,
-        mirror_namespace=settings.mirror_namespace,
-        remotes=names,
-        resync_period=period if mode == "loop" else None,
-    )
-    health = Health(max_age=STALE_PERIODS * period + settings.pass_timeout)
-    server = None
-    if mode == "loop" and options["listen_address"]:
-        try:
-            server = Server(options["listen_address"], metrics, health)
-        except UsageError as error:
-            logger.error(str(error))
-            raise typer.Exit(error.exit_code) from None
-        except Unavailable as error:  # mirroring matters more than its metrics: carry on
-            logger.warning("{}; mirroring without them", error)
+    observers = Observers(request=metrics.request, retry=metrics.retry) if metrics else Observers()
     # Every pass writes its credentials (the remote CA, the kubeconfigs' keys) in here, and
     # the directory goes with whatever ends the run, SIGTERM included.
     with tempfile.TemporaryDirectory(prefix="ksm-sync-") as workdir:
 
         def one_pass(state: PassState | None) -> Report:
             report = run_pass(
-                settings,
-                workdir=Path(workdir),
-                state=state,
-                cancel=stop,
-                observers=Observers(request=metrics.request, retry=metrics.retry),
+                settings, workdir=Path(workdir), state=state, cancel=stop, observers=observers
             )
-            metrics.record(report)
-            health.record(report)
-            export(
-                metrics,
-                metrics_file=options["metrics_file"],
-                pushgateway_url=options["pushgateway_url"],
-            )
+            if metrics is not None:
+                metrics.record(report)
+                export(
+                    metrics,
+                    metrics_file=options["metrics_file"],
+                    pushgateway_url=options["pushgateway_url"],
+                )
+            if server is not None:
+                server.health.record(report)
             return report
 
         if mode == "once":
@@ -378,6 +383,25 @@ def _run(mode: str, options: dict[str, Any], ctx: typer.Context) -> None:
             _loop(one_pass, period, server, stop)
             code = 0
     raise typer.Exit(code)
+
+
+def _server(
+    address: str, metrics: Metrics | None, period: float, settings: Settings
+) -> Server | None:
+    """`loop`'s /metrics, /healthz and /readyz; None with no address, or none to be had."""
+    if not address or metrics is None:
+        return None
+    from ksm_sync.server import STALE_PERIODS, Health, Server
+
+    health = Health(max_age=STALE_PERIODS * period + settings.pass_timeout)
+    try:
+        return Server(address, metrics, health)
+    except UsageError as error:
+        logger.error(str(error))
+        raise typer.Exit(error.exit_code) from None
+    except Unavailable as error:  # mirroring matters more than its metrics: carry on
+        logger.warning("{}; mirroring without them", error)
+        return None
 
 
 def _describe(settings: Settings) -> str:
@@ -493,8 +517,12 @@ def _corefile(
         "each under cluster.<its prefix>.")] = None,
 ) -> None:  # fmt: skip
     """Print the CoreDNS server block that answers the remote's names from the mirrors."""
+    from ksm_sync.corefile import server_block
+
     try:
         if config_file:
+            from ksm_sync import config
+
             if svc_prefix or remote_domain:
                 raise UsageError("--config gives the prefixes: drop --svc-prefix, --remote-domain")
             file = config.load(config_file)

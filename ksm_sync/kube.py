@@ -15,15 +15,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import urllib3
 from kubernetes.client import ApiClient
 from loguru import logger
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from ksm_sync.model import Json
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 30.0
@@ -154,6 +156,9 @@ class Kube:
             if not error.transient:
                 raise
             first: list[ApiError] = [error]
+
+        # tenacity is imported only when a request needs retrying: most passes never do.
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
         def attempt() -> Json:
             if first:

@@ -74,6 +74,7 @@ class Server:
 
     def __init__(self, address: str, metrics: Metrics, health: Health) -> None:
         host, port = parse_address(address)
+        self.health = health  # what each pass records, and /readyz answers from
         handler = _handler(metrics, health)
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import run_cli, start_cli
+from tests.support.cli import imported, run_cli, start_cli
 from tests.support.world import World
 
 
@@ -305,3 +305,21 @@ def test_bad_input_is_exit_2_with_a_clear_message(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert world.writes() == []
+
+
+def test_once_loads_metrics_and_retries_only_when_it_uses_them(world: World) -> None:
+    """Issue 20: a CronJob's `once` paid the metrics (and /readyz's HTTP server, and the
+    retry library) on every run; it loads them only to write or push metrics, or to retry."""
+    world.service("web")
+    plain = world.run(env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert plain.returncode == 0, plain.stderr
+    assert "kubernetes" in imported(plain.stderr)
+    assert not {"prometheus_client", "tenacity"} & imported(plain.stderr)
+    assert "http.server" not in plain.stderr
+    metrics = Path(world.mirror_ns + ".prom")
+    try:
+        written = world.run("--metrics-file", str(metrics), env={"PYTHONPROFILEIMPORTTIME": "1"})
+        assert written.returncode == 0 and "prometheus_client" in imported(written.stderr)
+        assert "ksm_sync_passes_total" in metrics.read_text()
+    finally:
+        metrics.unlink(missing_ok=True)

@@ -46,3 +46,12 @@ def start_cli(
         text=True,
         **kwargs,
     )
+
+
+def imported(stderr: str) -> set[str]:
+    """The top-level packages a run imported, from its PYTHONPROFILEIMPORTTIME lines."""
+    return {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }

@@ -8,7 +8,7 @@ import pytest
 
 from ksm_sync.cli import _options
 from ksm_sync.go_flags import go_style
-from tests.support.cli import REPO, run_cli
+from tests.support.cli import REPO, imported, run_cli
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,17 @@ def test_readme_table_documents_every_option_and_variable() -> None:
         assert f"| `{option}" in readme, option
         if param.name != "remote_sa_token_path":
             assert f"`KSM_{param.name.upper()}`" in readme, param.name
+
+
+HEAVY = {"kubernetes", "prometheus_client", "tenacity", "yaml", "urllib3"}
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["--version"], ["corefile", "--svc-prefix", "east", "--mirror-ns", "m"]]
+)
+def test_commands_that_need_no_cluster_load_no_client(argv: list[str]) -> None:
+    """Issue 20: every run paid the imports of the Kubernetes client, the metrics and the
+    retries, whatever the command; these need none of them."""
+    result = run_cli(argv, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr
+    assert not HEAVY & imported(result.stderr)
