@@ -450,6 +450,8 @@ def _loop(
     pass longer than the period is followed at once by the next: passes never pile up, and
     the beat does not drift by the passes' own length.
     """
+    from ksm_sync.sync import PassState
+
     state = PassState()
     if server is not None:
         server.start()
