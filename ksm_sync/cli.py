@@ -259,6 +259,7 @@ def build_settings(options: dict[str, Any], given: Callable[[str], bool]) -> Set
         endpoints_api=api,
         max_delete_ratio=options["max_delete_ratio"] if ratio is None else ratio,
         retirement=file.retirement if file else None,
+        cluster_set=file.cluster_set if file else None,
         dry_run=options["dry_run"],
         concurrency=options["concurrency"],
         pass_timeout=options["pass_timeout"],
@@ -330,22 +331,24 @@ def _run(mode: str, options: dict[str, Any], ctx: typer.Context) -> None:
     logger.debug("settings: {} resync_period={}", settings, period)  # secrets have repr=False
     prefixes = ",".join(settings.prefixes)
     logger.bind(mode=mode, prefix=prefixes, mirror_namespace=settings.mirror_namespace).info(
-        "ksm-sync {} {}: {}, mirror namespace {!r}{}",
+        "ksm-sync {} {}: {}{}{}",
         __version__,
         mode,
         _describe(settings),
-        settings.mirror_namespace,
+        f", mirror namespace {settings.mirror_namespace!r}" if settings.prefixes else "",
         f", every {format_duration(period)}" if mode == "loop" else "",
     )
-    from ksm_sync.sync import GLOBAL, Observers, run_pass
+    from ksm_sync.sync import CLUSTER_SET, GLOBAL, Observers, run_pass
 
     # `once` keeps metrics only to write or push them; `loop` serves them.
     metrics = None
     if mode == "loop" or options["metrics_file"] or options["pushgateway_url"]:
         from ksm_sync.metrics import Metrics, export
 
-        names = tuple(r.name for r in settings.remotes) + (
-            (GLOBAL,) if settings.global_services else ()
+        names = (
+            tuple(r.name for r in settings.remotes)
+            + ((GLOBAL,) if settings.global_services else ())
+            + ((CLUSTER_SET,) if settings.cluster_set else ())
         )
         metrics = Metrics(
             version=__version__,
@@ -406,14 +409,20 @@ def _server(
 
 def _describe(settings: Settings) -> str:
     """What is mirrored, for the start-up line."""
-    if len(settings.remotes) == 1 and settings.global_services is None:
+    if (
+        settings.remotes == settings.mirrored
+        and len(settings.remotes) == 1
+        and not (settings.global_services or settings.cluster_set)
+    ):
         [remote] = settings.remotes
         return f"selector {remote.label_selector!r}, prefix {remote.prefix!r}"
-    parts = [f"{r.name} (prefix {r.prefix!r}, selector {r.label_selector!r})"
-             for r in settings.remotes]  # fmt: skip
+    parts = [f"{r.name} (prefix {r.prefix!r}, selector {r.label_selector!r})" if r.mirrored
+             else f"{r.name} (a member of the cluster set)" for r in settings.remotes]  # fmt: skip
     if (wanted := settings.global_services) is not None:
         parts.append(f"global services (prefix {wanted.prefix!r}, selector "
                      f"{wanted.label_selector!r})")  # fmt: skip
+    if (cluster_set := settings.cluster_set) is not None:
+        parts.append(f"the cluster set, as member {cluster_set.cluster_id!r}")
     return "remotes " + ", ".join(parts)
 
 
@@ -516,11 +525,20 @@ def _corefile(
     config_file: Annotated[str | None, typer.Option(
         "--config", envvar="KSM_CONFIG", show_default=False,
         help="The blocks of every remote and of the global services of this config file, "
-        "each under cluster.<its prefix>.")] = None,
+        "each under cluster.<its prefix>; with clusterSet, the block of clusterset.local.")
+    ] = None,
+    kubeconfig: Annotated[str | None, typer.Option(
+        envvar="KSM_COREDNS_KUBECONFIG", show_default=False,
+        help="For a CoreDNS outside the cluster: the kubeconfig its kubernetes plugin reads the "
+        "cluster with. Default: in-cluster, as the cluster's own CoreDNS.")] = None,
+    bind: Annotated[str | None, typer.Option(
+        envvar="KSM_COREDNS_BIND", show_default=False,
+        help="For a CoreDNS outside the cluster: the address each block binds.")] = None,
 ) -> None:  # fmt: skip
     """Print the CoreDNS server block that answers the remote's names from the mirrors."""
-    from ksm_sync.corefile import server_block
+    from ksm_sync.corefile import clusterset_block, server_block
 
+    outside = {"bind": bind, "kubeconfig": kubeconfig}
     try:
         if config_file:
             from ksm_sync import config
@@ -528,18 +546,22 @@ def _corefile(
             if svc_prefix or remote_domain:
                 raise UsageError("--config gives the prefixes: drop --svc-prefix, --remote-domain")
             file = config.load(config_file)
-            namespace = file.mirror_namespace or mirror_ns
-            if not namespace:
-                raise UsageError(f"--config {config_file} has no mirrorNamespace: give --mirror-ns")
-            prefixes = [r.prefix for r in file.remotes]
+            prefixes = [r.prefix for r in file.remotes if r.prefix]
             if file.global_services:
                 prefixes.append(file.global_services.prefix)
-            blocks = [server_block(p, namespace, None, cluster_domain) for p in prefixes]
+            namespace = file.mirror_namespace or mirror_ns
+            if prefixes and not namespace:
+                raise UsageError(f"--config {config_file} has no mirrorNamespace: give --mirror-ns")
+            blocks = [
+                server_block(p, namespace or "", None, cluster_domain, **outside) for p in prefixes
+            ]
+            if file.cluster_set is not None:
+                blocks.append(clusterset_block(file.cluster_set.cluster_id, **outside))
             block = "\n".join(blocks)
         else:
             if not svc_prefix or not mirror_ns:
                 raise UsageError("give --svc-prefix and --mirror-ns, or --config")
-            block = server_block(svc_prefix, mirror_ns, remote_domain, cluster_domain)
+            block = server_block(svc_prefix, mirror_ns, remote_domain, cluster_domain, **outside)
     except (ValueError, UsageError) as error:
         typer.echo(f"ksm-sync corefile: {error}", err=True)
         raise typer.Exit(UsageError.exit_code) from None

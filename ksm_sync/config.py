@@ -19,18 +19,26 @@ from ksm_sync.duration import parse_duration
 from ksm_sync.errors import UsageError
 from ksm_sync.naming import prefix_problem
 from ksm_sync.selector import selector_problem
-from ksm_sync.settings import GlobalServices, KubeconfigSource, Remote, Retirement, TokenSource
+from ksm_sync.settings import (
+    ClusterSet,
+    GlobalServices,
+    KubeconfigSource,
+    Remote,
+    Retirement,
+    TokenSource,
+)
 
 # A remote's name is a label value (the source label of global slices, metrics) and readable.
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 RESERVED_NAMES = ("local", "global")  # the local cluster's, and the global services' plan
 
 TOP = {"mirrorNamespace", "local", "remotes", "global", "policy", "maxDeleteRatio", "endpointsApi",
-       "pruneRetired", "otherPrefixes"}  # fmt: skip
+       "pruneRetired", "otherPrefixes", "clusterSet"}  # fmt: skip
 LOCAL = {"kubeconfig", "context"}
 REMOTE = {"name", "prefix", "labelSelector", "kubeconfig", "context", "apiURL", "tokenPath",
           "caURL", "insecureCAOverHTTP"}  # fmt: skip
 GLOBAL = {"prefix", "labelSelector", "includeLocal", "unreachableAfter"}
+CLUSTER_SET = {"clusterID", "unreachableAfter"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class Config:
     max_delete_ratio: float | None = None
     endpoints_api: str | None = None
     retirement: Retirement = field(default_factory=Retirement)
+    cluster_set: ClusterSet | None = None
 
 
 def load(path: str) -> Config:
@@ -94,11 +103,21 @@ class _Reader:
 
     def config(self, data: Any) -> Config:
         top = self.mapping(data, "(top)", TOP)
+        cluster_set = self.cluster_set(top.get("clusterSet"))
         remotes = top.get("remotes")
         if not isinstance(remotes, list) or not remotes:
             raise self.fail("remotes", "must be a list of at least one remote")
-        read = tuple(self.remote(r, f"remotes[{i}]") for i, r in enumerate(remotes))
+        read = tuple(
+            self.remote(r, f"remotes[{i}]", member=cluster_set is not None)
+            for i, r in enumerate(remotes)
+        )
         self.unique(read)
+        if cluster_set is not None:
+            for i, remote in enumerate(read):
+                if remote.name == cluster_set.cluster_id:
+                    raise self.fail(f"remotes[{i}].name", f"{remote.name!r} is clusterSet."
+                                    "clusterID, the local cluster's: a member's name is its "
+                                    "cluster id")  # fmt: skip
         local = None
         if "local" in top:
             entry = self.mapping(top["local"] or {}, "local", LOCAL)
@@ -124,7 +143,9 @@ class _Reader:
         if not isinstance(others, list):
             raise self.fail("otherPrefixes", "must be a list of prefixes")
         other_prefixes = tuple(self.prefix(p, f"otherPrefixes[{i}]") for i, p in enumerate(others))
-        ours = {r.prefix for r in read} | ({global_services.prefix} if global_services else set())
+        ours = {r.prefix for r in read if r.prefix} | (
+            {global_services.prefix} if global_services else set()
+        )
         for i, prefix in enumerate(other_prefixes):
             if prefix in ours:
                 raise self.fail(f"otherPrefixes[{i}]", f"{prefix!r} is this file's own prefix")
@@ -140,18 +161,23 @@ class _Reader:
             max_delete_ratio=None if ratio is None else float(ratio),
             endpoints_api=api,
             retirement=retirement,
+            cluster_set=cluster_set,
         )
 
-    def remote(self, value: Any, where: str) -> Remote:
+    def remote(self, value: Any, where: str, *, member: bool) -> Remote:
+        """A remote; with a cluster set, one without prefix and labelSelector is a member only."""
         entry = self.mapping(value, where, REMOTE)
         name = self.text(entry.get("name"), f"{where}.name", required=True)
         assert name is not None
         if not _NAME.fullmatch(name) or name in RESERVED_NAMES:
             raise self.fail(f"{where}.name", f"{name!r} must be lower-case letters, digits and "
                             f"'-' (at most 63), and not {' or '.join(RESERVED_NAMES)}")  # fmt: skip
+        credentials = self.credentials(entry, where)
+        if member and entry.get("prefix") is None and entry.get("labelSelector") is None:
+            return Remote(name, None, None, credentials)
         prefix = self.prefix(entry.get("prefix"), f"{where}.prefix")
         selector = self.selector(entry.get("labelSelector"), f"{where}.labelSelector")
-        return Remote(name, prefix, selector, self.credentials(entry, where))
+        return Remote(name, prefix, selector, credentials)
 
     def prefix(self, value: Any, where: str) -> str:
         prefix = self.text(value, where, required=True)
@@ -194,8 +220,26 @@ class _Reader:
         for key, values in (("name", [r.name for r in remotes]),
                             ("prefix", [r.prefix for r in remotes])):  # fmt: skip
             for i, value in enumerate(values):
-                if value in values[:i]:
+                if value is not None and value in values[:i]:
                     raise self.fail(f"remotes[{i}].{key}", f"{value!r} is already another remote's")
+
+    def cluster_set(self, value: Any) -> ClusterSet | None:
+        if value is None:
+            return None
+        entry = self.mapping(value, "clusterSet", CLUSTER_SET)
+        cluster_id = self.text(entry.get("clusterID"), "clusterSet.clusterID", required=True)
+        assert cluster_id is not None
+        if not _NAME.fullmatch(cluster_id):
+            raise self.fail("clusterSet.clusterID", f"{cluster_id!r} must be a DNS label: "
+                            "lower-case letters, digits and '-', at most 63")  # fmt: skip
+        return ClusterSet(cluster_id, self.duration(entry, "clusterSet.unreachableAfter"))
+
+    def duration(self, entry: dict[str, Any], where: str) -> float:
+        text = self.text(entry.get(where.rsplit(".", 1)[1]), where) or "5m"
+        try:
+            return parse_duration(text)
+        except ValueError as error:
+            raise self.fail(where, str(error)) from None
 
     def global_services(self, value: Any, remotes: tuple[Remote, ...]) -> GlobalServices | None:
         if value is None:
@@ -205,16 +249,14 @@ class _Reader:
         if prefix in (r.prefix for r in remotes):
             raise self.fail("global.prefix", f"{prefix!r} is a remote's prefix: it must be its own")
         for remote in remotes:  # `g` and `g-a` name one mirror: `g`'s a-web and `g-a`'s web
+            if remote.prefix is None:
+                continue
             longer, shorter = sorted((remote.prefix, prefix), key=len, reverse=True)
             if longer.startswith(f"{shorter}-"):
                 raise self.fail("global.prefix", f"{prefix!r} and the prefix {remote.prefix!r} "
                                 f"of remote {remote.name} can give two Services one mirror name "
                                 "(one starts with the other and '-')")  # fmt: skip
-        after = self.text(entry.get("unreachableAfter"), "global.unreachableAfter") or "5m"
-        try:
-            unreachable_after = parse_duration(after)
-        except ValueError as error:
-            raise self.fail("global.unreachableAfter", str(error)) from None
+        unreachable_after = self.duration(entry, "global.unreachableAfter")
         return GlobalServices(
             prefix=prefix,
             label_selector=self.selector(entry.get("labelSelector"), "global.labelSelector"),

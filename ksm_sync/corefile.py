@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from ksm_sync.naming import LABEL, SEPARATOR, prefix_problem
-from ksm_sync.ownership import selector
+from ksm_sync.ownership import CLUSTER_SET_LABEL, selector
 
 # Before <svc>: nothing, `<hostname>.` or `_<port>._<proto>.`, kept as it is.
 HEAD = rf"(_{LABEL}\._{LABEL}\.|{LABEL}\.)?"
@@ -82,6 +82,32 @@ def server_block(
         "    }",
         f"    template ANY ANY {remote_domain} {{",
         "        rcode NXDOMAIN",
+        "    }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+CLUSTERSET_DOMAIN = "clusterset.local"
+
+
+def clusterset_block(
+    cluster_id: str, *, bind: str | None = None, kubeconfig: str | None = None
+) -> str:
+    """The server block that answers the cluster set's names from this cluster's imports.
+
+    It is CoreDNS's own `kubernetes` plugin (1.12.2 and later) with its `multicluster` option:
+    `<svc>.<ns>.svc.clusterset.local` answers the ServiceImport's IPs, or for a headless one
+    the ready addresses of every member's slices; `<hostname>.<clusterid>.<svc>...` one pod.
+    `labels` keeps the plugin's watches to what this cluster's ksm-sync wrote. CoreDNS needs
+    list and watch on serviceimports besides its usual rules.
+    """
+    lines = [f"{CLUSTERSET_DOMAIN} {{", *([f"    bind {bind}"] if bind else []), "    errors"]
+    lines += [
+        f"    kubernetes {CLUSTERSET_DOMAIN} {{",
+        *([f"        kubeconfig {kubeconfig}"] if kubeconfig else []),
+        f"        multicluster {CLUSTERSET_DOMAIN}",
+        f"        labels {CLUSTER_SET_LABEL}={cluster_id}",
         "    }",
         "}",
     ]

@@ -40,7 +40,7 @@ from ksm_sync.mirror import (
     shared_names,
     slices_by_service,
 )
-from ksm_sync.model import EndpointSlice, Ref, Service
+from ksm_sync.model import EndpointSlice, Meta, Ref, Service
 from ksm_sync.naming import mirror_name, mirror_problem
 from ksm_sync.observe import Objects
 from ksm_sync.settings import Target
@@ -93,7 +93,8 @@ def desired_global(
         if problem := shared.get(ref) or mirror_problem(target.prefix, ref.namespace, ref.name):
             skips.append(Skip(ref, name, f"global service: {problem}"))
             continue
-        recorded = _since(current_services.get(name))
+        current_service = current_services.get(name)
+        recorded = read_record(current_service.meta if current_service else None)
         since = {cluster: recorded.get(cluster, now) for cluster in unreachable}
         # Unreachable clusters still within their time: what they had stays, even a
         # Service they alone had (with no endpoints to show it).
@@ -103,7 +104,7 @@ def desired_global(
             continue  # nobody has it any more: stale
         meta = ownership.mirror_meta(name, target.namespace, target.prefix, ref)
         # Every unreachable cluster stays recorded, past its time too, until it is back.
-        meta = replace(meta, annotations=tuple(sorted((*meta.annotations, _record(since)))))
+        meta = replace(meta, annotations=tuple(sorted((*meta.annotations, record(since)))))
         first = ref_offers[0] if ref_offers else None
         if first is not None:
             warnings += _disagreements(ref, first, ref_offers[1:])
@@ -161,9 +162,10 @@ def _disagreements(ref: Ref, first: _Offer, others: Sequence[_Offer]) -> list[st
     return out
 
 
-def _since(service: Service | None) -> dict[str, float]:
-    """When each cluster was first seen unreachable, as recorded on the mirror Service."""
-    raw = service.meta.annotation(ownership.UNREACHABLE_ANNOTATION) if service else None
+def read_record(meta: Meta | None) -> dict[str, float]:
+    """When each cluster was first seen unreachable, as recorded on a mirror Service (or a
+    cluster set's ServiceImport)."""
+    raw = meta.annotation(ownership.UNREACHABLE_ANNOTATION) if meta else None
     try:
         record = json.loads(raw or "{}")
         return {c: datetime.fromisoformat(t).timestamp() for c, t in record.items()}
@@ -171,7 +173,7 @@ def _since(service: Service | None) -> dict[str, float]:
         return {}  # unreadable: counted from now, which only ever keeps slices longer
 
 
-def _record(since: dict[str, float]) -> tuple[str, str]:
+def record(since: dict[str, float]) -> tuple[str, str]:
     record = {
         cluster: datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
         for cluster, t in sorted(since.items())

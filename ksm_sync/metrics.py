@@ -204,6 +204,8 @@ class Metrics:
         self.retired.clear()
         for prefix, count in report.retired.items():
             self.retired.labels(prefix).set(count)
+        for remote in report.read:
+            self.remote_up.labels(remote).set(1)
         for remote, counts in report.by_remote.items():
             self.remote_up.labels(remote).set(1)
             for key in (*FIELDS, *OCCASIONAL):

@@ -47,18 +47,25 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Json = dict[str, Any]
-Kind = Literal["Service", "Endpoints", "EndpointSlice"]
+Kind = Literal["Service", "Endpoints", "EndpointSlice", "ServiceImport", "ServiceExport"]
+MCS_GROUP = "multicluster.x-k8s.io"
 _COLLECTIONS: dict[Kind, tuple[str, str]] = {
     "Service": ("/api/v1", "services"),
     "Endpoints": ("/api/v1", "endpoints"),
     "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices"),
+    "ServiceImport": (f"/apis/{MCS_GROUP}/{{version}}", "serviceimports"),
+    "ServiceExport": (f"/apis/{MCS_GROUP}/{{version}}", "serviceexports"),
 }
 DEFAULT_AFFINITY_TIMEOUT = 10800  # the API server's default for ClientIP affinity
 
 
-def collection_path(kind: Kind, namespace: str | None = None) -> str:
-    """Where a kind's objects are listed and created: in one namespace, or in all of them."""
+def collection_path(kind: Kind, namespace: str | None = None, *, mcs_version: str = "") -> str:
+    """Where a kind's objects are listed and created: in one namespace, or in all of them.
+
+    The Multi-Cluster Services kinds take the version the cluster serves (see `observe`).
+    """
     api, plural = _COLLECTIONS[kind]
+    api = api.format(version=mcs_version)
     return f"{api}/namespaces/{namespace}/{plural}" if namespace else f"{api}/{plural}"
 
 
@@ -109,6 +116,11 @@ class Service:
     affinity_timeout: int | None = None  # seconds of ClientIP session affinity; None: none
     ip_family_policy: str | None = None  # None: whatever the local cluster defaults to
     ip_families: tuple[str, ...] = ()
+    # What a cluster set's ServiceImport takes from an exported Service; the cluster IPs the
+    # server gave (those of a derived Service become its import's): read, never written.
+    internal_traffic_policy: str | None = field(default=None, compare=False)
+    traffic_distribution: str | None = field(default=None, compare=False)
+    cluster_ips: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,15 +205,19 @@ def service_from_api(obj: Json) -> Service:
     if spec.get("sessionAffinity") == "ClientIP":
         client_ip = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
         affinity = int(client_ip.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+    headless = spec.get("clusterIP") == "None"
     return Service(
         meta=meta_from_api(obj),
         type=spec.get("type") or "ClusterIP",
-        headless=spec.get("clusterIP") == "None",
+        headless=headless,
         ports=ports,
         external_name=spec.get("externalName"),
         affinity_timeout=affinity,
         ip_family_policy=spec.get("ipFamilyPolicy"),
         ip_families=tuple(spec.get("ipFamilies") or ()),
+        internal_traffic_policy=spec.get("internalTrafficPolicy"),
+        traffic_distribution=spec.get("trafficDistribution"),
+        cluster_ips=() if headless else tuple(spec.get("clusterIPs") or ()),
     )
 
 
@@ -436,4 +452,147 @@ def endpoints_to_api(endpoints: Endpoints) -> Json:
         "kind": "Endpoints",
         "metadata": _meta_to_api(endpoints.meta),
         "subsets": subsets_to_api(endpoints.subsets),
+    }
+
+
+# The Multi-Cluster Services API (KEP-1645, mcs-api v0.5): v1alpha1 and v1beta1 share one
+# schema, and both keep status in a subresource.
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A metav1.Condition as ksm-sync sets it; when it last changed is kept from the object
+    while its status stays, so an unchanged condition compares equal and is not written."""
+
+    type: str
+    status: str  # True, False or Unknown
+    reason: str
+    message: str
+    observed_generation: int = 0
+    last_transition: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceExport:
+    """A cluster's request to export the Service of the same namespace and name."""
+
+    meta: Meta
+    created: str  # metadata.creationTimestamp (RFC 3339, UTC): the oldest export wins
+    generation: int
+    exported_labels: tuple[tuple[str, str], ...] = ()
+    exported_annotations: tuple[tuple[str, str], ...] = ()
+    conditions: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceImport:
+    """A Service of the cluster set, as one cluster sees it."""
+
+    meta: Meta
+    type: str  # ClusterSetIP or Headless
+    ports: tuple[EndpointPort, ...]  # sorted; name, protocol, port, appProtocol
+    ips: tuple[str, ...] = ()  # the derived Service's cluster IPs, in ip_families' order
+    ip_families: tuple[str, ...] = ()
+    affinity_timeout: int | None = None
+    internal_traffic_policy: str | None = None
+    traffic_distribution: str | None = None
+    clusters: tuple[str, ...] = ()  # status.clusters: the members it is made of, sorted
+
+
+def _conditions(raw: list[Json] | None) -> tuple[Condition, ...]:
+    return tuple(
+        Condition(
+            type=c.get("type", ""),
+            status=c.get("status", ""),
+            reason=c.get("reason", ""),
+            message=c.get("message", ""),
+            observed_generation=int(c.get("observedGeneration") or 0),
+            last_transition=c.get("lastTransitionTime", ""),
+        )
+        for c in raw or ()
+    )
+
+
+def conditions_to_api(conditions: tuple[Condition, ...]) -> list[Json]:
+    return [
+        {
+            "type": c.type,
+            "status": c.status,
+            "reason": c.reason,
+            "message": c.message,
+            "observedGeneration": c.observed_generation,
+            "lastTransitionTime": c.last_transition,
+        }
+        for c in conditions
+    ]
+
+
+def export_from_api(obj: Json) -> ServiceExport:
+    m = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    return ServiceExport(
+        meta=meta_from_api(obj),
+        created=m.get("creationTimestamp", ""),
+        generation=int(m.get("generation") or 0),
+        exported_labels=_pairs(spec.get("exportedLabels")),
+        exported_annotations=_pairs(spec.get("exportedAnnotations")),
+        conditions=_conditions((obj.get("status") or {}).get("conditions")),
+    )
+
+
+def _mcs_port(p: Json) -> EndpointPort:
+    return EndpointPort(
+        name=p.get("name") or "",
+        port=int(p["port"]),
+        protocol=p.get("protocol") or "TCP",
+        app_protocol=p.get("appProtocol"),
+    )
+
+
+def import_from_api(obj: Json) -> ServiceImport:
+    spec = obj.get("spec") or {}
+    affinity = None
+    if spec.get("sessionAffinity") == "ClientIP":
+        client_ip = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+        affinity = int(client_ip.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+    clusters = ((obj.get("status") or {}).get("clusters")) or ()
+    return ServiceImport(
+        meta=meta_from_api(obj),
+        type=spec.get("type") or "ClusterSetIP",
+        ports=tuple(sorted(map(_mcs_port, spec.get("ports") or ()), key=_port_key)),
+        ips=tuple(spec.get("ips") or ()),
+        ip_families=tuple(spec.get("ipFamilies") or ()),
+        affinity_timeout=affinity,
+        internal_traffic_policy=spec.get("internalTrafficPolicy"),
+        traffic_distribution=spec.get("trafficDistribution"),
+        clusters=tuple(sorted(c["cluster"] for c in clusters if c.get("cluster"))),
+    )
+
+
+def import_spec_to_api(service_import: ServiceImport) -> Json:
+    spec: Json = {
+        "type": service_import.type,
+        "ports": [_port_to_api(p) for p in service_import.ports],
+        "ips": list(service_import.ips),
+        "ipFamilies": list(service_import.ip_families),
+        "internalTrafficPolicy": service_import.internal_traffic_policy,
+        "trafficDistribution": service_import.traffic_distribution,
+    }
+    if service_import.affinity_timeout is None:
+        return {**spec, "sessionAffinity": "None", "sessionAffinityConfig": None}
+    config = {"clientIP": {"timeoutSeconds": service_import.affinity_timeout}}
+    return {**spec, "sessionAffinity": "ClientIP", "sessionAffinityConfig": config}
+
+
+def import_status_to_api(service_import: ServiceImport) -> Json:
+    return {"clusters": [{"cluster": c} for c in service_import.clusters]}
+
+
+def import_to_api(service_import: ServiceImport, mcs_version: str) -> Json:
+    spec = {k: v for k, v in import_spec_to_api(service_import).items() if v is not None}
+    return {
+        "apiVersion": f"{MCS_GROUP}/{mcs_version}",
+        "kind": "ServiceImport",
+        "metadata": _meta_to_api(service_import.meta),
+        "spec": spec,
     }

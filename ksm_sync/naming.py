@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 
@@ -40,6 +41,19 @@ def mirror_problem(prefix: str, namespace: str, name: str) -> str | None:
 def slice_name(mirror: str, source: str) -> str:
     """A mirror's EndpointSlice for the remote slice `source`: the same name every pass."""
     return f"{mirror}-{hashlib.sha256(source.encode()).hexdigest()[:10]}"
+
+
+def derived_name(namespace: str, name: str) -> str:
+    """The derived Service of a ClusterSetIP import: named as mcs-api's reference controllers
+    name it (`derived-` and 10 characters of the base32hex SHA-256 of `<namespace>/<name>`)."""
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
+    return "derived-" + base64.b32hexencode(digest).decode().lower()[:10]
+
+
+def mcs_slice_name(service: str, cluster: str, source: str) -> str:
+    """The local copy of member `cluster`'s slice `source` of an exported Service."""
+    digest = hashlib.sha256(f"{cluster}/{service}/{source}".encode()).hexdigest()[:10]
+    return f"{service}-{cluster}-{digest}"
 
 
 def name_problem(name: str) -> str | None:

@@ -1,8 +1,10 @@
 """Observe: complete lists of each remote's selected Services with their endpoints, and of
-the local mirrors of every prefix this run owns.
+the local mirrors of every prefix this run owns; with a cluster set, each member's exports
+and what ksm-sync wrote locally for them.
 
 A list is complete or it is an ApiError: a pass never acts on part of the world. The local
-namespace is listed once per pass, whatever the number of remotes.
+namespace is listed once per pass, whatever the number of remotes; every cluster-wide list is
+one list per kind (label-selected where a label says what is wanted), never one per namespace.
 """
 
 from __future__ import annotations
@@ -13,14 +15,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ksm_sync import ownership
-from ksm_sync.kube import Kube
+from ksm_sync.errors import UsageError
+from ksm_sync.kube import ApiError, Kube
 from ksm_sync.model import (
+    MCS_GROUP,
     Endpoints,
     EndpointSlice,
     Kind,
+    Ref,
     Service,
+    ServiceExport,
+    ServiceImport,
     collection_path,
     endpoints_from_api,
+    export_from_api,
+    import_from_api,
     service_from_api,
     slice_from_api,
 )
@@ -89,6 +98,94 @@ def observe_local(
         mirrors("Service", service_from_api),
         mirrors("Endpoints", endpoints_from_api),
         mirrors("EndpointSlice", slice_from_api),
+    )
+
+
+MCS_VERSIONS = ("v1beta1", "v1alpha1")  # the first one a cluster serves is read and written
+# A member's own slices of its Services: the slice controllers' (or a third party's), never the
+# cluster set's copies, whoever wrote them, nor ksm-sync's mirrors.
+OWN_SLICES = (
+    f"{ownership.SERVICE_NAME_LABEL},!{ownership.MCS_SERVICE_LABEL},"
+    f"{ownership.MANAGED_BY_LABEL}!={ownership.MANAGED_BY}"
+)
+
+
+@dataclass(frozen=True)
+class Exported:
+    """One member of the cluster set: its ServiceExports, the Services they export, and those
+    Services' own slices."""
+
+    exports: tuple[ServiceExport, ...]
+    services: tuple[Service, ...]
+    slices: tuple[EndpointSlice, ...]
+    version: str  # the Multi-Cluster Services API version it serves
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What this cluster's ksm-sync wrote for the cluster set, and the local namespaces."""
+
+    imports: tuple[ServiceImport, ...] = ()
+    derived: tuple[Service, ...] = ()
+    slices: tuple[EndpointSlice, ...] = ()
+    namespaces: frozenset[str] = frozenset()  # that exist and are not being deleted
+
+
+def mcs_version(kube: Kube) -> str:
+    """The Multi-Cluster Services API version the cluster serves: v1beta1, else v1alpha1."""
+    try:
+        group = kube.request("GET", f"/apis/{MCS_GROUP}")
+    except ApiError as error:
+        if error.status != 404:
+            raise
+        group = {}
+    served = {v.get("version") for v in group.get("versions") or ()}
+    for version in MCS_VERSIONS:
+        if version in served:
+            return version
+    raise UsageError(
+        f"the {kube.side} cluster does not serve the Multi-Cluster Services API "
+        f"({MCS_GROUP}): install the ServiceExport and ServiceImport CRDs of mcs-api v0.5"
+    )
+
+
+def observe_exports(kube: Kube, page_size: int = PAGE_SIZE) -> Exported:
+    """A member's exports, in all namespaces, with their Services and those Services' slices."""
+    version = mcs_version(kube)
+    exports = _list(kube, collection_path("ServiceExport", mcs_version=version), {},
+                    export_from_api, page_size)  # fmt: skip
+    wanted = {e.meta.ref for e in exports}
+    services = _list(kube, collection_path("Service"), {}, service_from_api, page_size)
+    slices = _list(kube, collection_path("EndpointSlice"), {"labelSelector": OWN_SLICES},
+                   slice_from_api, page_size)  # fmt: skip
+    return Exported(
+        exports=exports,
+        services=tuple(s for s in services if s.meta.ref in wanted),
+        slices=tuple(s for s in slices if Ref(s.meta.ref.namespace, s.service) in wanted),
+        version=version,
+    )
+
+
+def observe_imports(
+    kube: Kube, cluster_id: str, version: str, page_size: int = PAGE_SIZE
+) -> Imported:
+    """The cluster set's objects this cluster's ksm-sync wrote, and the namespaces there are."""
+
+    def ours(kind: Kind, convert: Callable) -> tuple:
+        query = {"labelSelector": ownership.clusterset_selector(cluster_id, kind)}
+        path = collection_path(kind, mcs_version=version)
+        return _list(kube, path, query, convert, page_size)
+
+    namespaces = _list(kube, "/api/v1/namespaces", {}, lambda n: n, page_size)
+    return Imported(
+        imports=ours("ServiceImport", import_from_api),
+        derived=ours("Service", service_from_api),
+        slices=ours("EndpointSlice", slice_from_api),
+        namespaces=frozenset(
+            n["metadata"]["name"]
+            for n in namespaces
+            if (n.get("status") or {}).get("phase") != "Terminating"
+        ),
     )
 
 

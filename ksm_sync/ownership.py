@@ -6,6 +6,11 @@ this in its registry). An object is owned by a prefix when it carries both label
 with that prefix: the labels kube-service-mirror set, so its mirrors are adopted as they
 are. The remote a mirror stands for is recorded in two annotations; mirrors made by
 kube-service-mirror lack them and get them on their first pass.
+
+The cluster set's objects (ServiceImports, derived Services, MCS EndpointSlices) are owned
+by the local cluster's id, in one label of ksm-sync's. ServiceExports are the users': ksm-sync
+writes only the status conditions the KEP gives an implementation (Valid, Ready, Conflict) of
+the local cluster's exports, never their metadata or spec.
 """
 
 from __future__ import annotations
@@ -29,6 +34,13 @@ MANAGED_BY = "ksm-sync"
 # cluster that could not be read has been so (see `merge`).
 SOURCE_LABEL = "ksm-sync/source-cluster"
 UNREACHABLE_ANNOTATION = "ksm-sync/unreachable-since"
+# The cluster set: ksm-sync's MCS objects carry the local cluster's id; the KEP's labels say
+# which Service of the set a slice belongs to, and which member it came from.
+CLUSTER_SET_LABEL = "ksm-sync/cluster-set"
+MCS_SERVICE_LABEL = "multicluster.kubernetes.io/service-name"
+MCS_SOURCE_LABEL = "multicluster.kubernetes.io/source-cluster"
+DERIVED_ANNOTATION = "multicluster.kubernetes.io/derived-service"
+EXPORT_CONDITIONS = ("Valid", "Ready", "Conflict")  # the export conditions ksm-sync sets
 
 
 class HasMeta(Protocol):
@@ -81,6 +93,32 @@ def slice_meta(name: str, namespace: str, prefix: str, remote: Ref, service: str
     )
 
 
+def clusterset_selector(cluster_id: str, kind: Kind) -> str:
+    """The label selector of the cluster set's objects this cluster's ksm-sync wrote."""
+    query = f"{CLUSTER_SET_LABEL}={cluster_id}"
+    return f"{query},{MANAGED_BY_LABEL}={MANAGED_BY}" if kind == "EndpointSlice" else query
+
+
+def clusterset_owned(meta: Meta, cluster_id: str, kind: Kind) -> bool:
+    if kind == "EndpointSlice" and meta.label(MANAGED_BY_LABEL) != MANAGED_BY:
+        return False
+    return meta.label(CLUSTER_SET_LABEL) == cluster_id
+
+
+def clusterset_meta(
+    ref: Ref,
+    cluster_id: str,
+    labels: Iterable[tuple[str, str]] = (),
+    annotations: Iterable[tuple[str, str]] = (),
+) -> Meta:
+    """The metadata of a cluster set object: its own labels and annotations, and ours."""
+    return Meta(
+        ref=ref,
+        labels=tuple(sorted({**dict(labels), CLUSTER_SET_LABEL: cluster_id}.items())),
+        annotations=tuple(sorted(dict(annotations).items())),
+    )
+
+
 def owned(meta: Meta, prefix: str, kind: Kind) -> bool:
     """Whether a local object is a mirror of this prefix.
 
@@ -110,16 +148,25 @@ def remote_of(meta: Meta) -> Ref | None:
     return Ref(namespace, name)
 
 
-def holder(found: Meta | None, prefix: str, kind: Kind) -> Holder:
-    """Who holds a name a write collided with (a 409), read again just after it.
+def owner(meta: Meta) -> str:
+    """Whose object ksm-sync means this to be: a prefix's mirror, or the cluster set's."""
+    if (cluster_id := meta.label(CLUSTER_SET_LABEL)) is not None:
+        return f"cluster set {cluster_id}"
+    return f"prefix {meta.label(PREFIX_LABEL) or ''}"
+
+
+def holder(found: Meta | None, ours: Meta, kind: Kind) -> Holder:
+    """Who holds a name a write of `ours` collided with (a 409), read again just after it.
 
     "theirs" is a conflict: the object is reported and never touched. "ours" means
-    another ksm-sync of this prefix got there first; "gone", that it vanished meanwhile.
+    another ksm-sync of the same owner got there first; "gone", that it vanished meanwhile.
     Both are races that the next pass settles from a fresh list.
     """
     if found is None:
         return "gone"
-    return "ours" if owned(found, prefix, kind) else "theirs"
+    if (cluster_id := ours.label(CLUSTER_SET_LABEL)) is not None:
+        return "ours" if clusterset_owned(found, cluster_id, kind) else "theirs"
+    return "ours" if owned(found, ours.label(PREFIX_LABEL) or "", kind) else "theirs"
 
 
 def ownership_differs(desired: Meta, current: Meta) -> str | None:

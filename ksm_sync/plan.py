@@ -13,14 +13,29 @@ of updating what the mirror answers, and is made only after the mirror's other w
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
 
+from ksm_sync import ownership
 from ksm_sync.mirror import Mirror, Skip
-from ksm_sync.model import Endpoints, EndpointSlice, Kind, Ref, Service
+from ksm_sync.model import (
+    Endpoints,
+    EndpointSlice,
+    Kind,
+    Ref,
+    Service,
+    ServiceExport,
+    ServiceImport,
+)
+from ksm_sync.naming import derived_name
 from ksm_sync.ownership import PREFIX_LABEL, owned, ownership_differs, remote_of
 
+if TYPE_CHECKING:
+    from ksm_sync.clusterset import Import
+    from ksm_sync.observe import Imported
+
 ORPHAN = "orphan: no Service mirror"
+ORPHAN_IMPORT = "orphan: no ServiceImport"
 Action = Literal["create", "update", "recreate", "delete"]
 PAST: dict[Action, str] = {
     "create": "created",
@@ -28,7 +43,7 @@ PAST: dict[Action, str] = {
     "recreate": "recreated",
     "delete": "deleted",
 }
-Object = Service | Endpoints | EndpointSlice
+Object = Service | Endpoints | EndpointSlice | ServiceImport | ServiceExport
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,8 @@ class Plan:
     # Mirrors whose remote Service has no endpoint object the selector matched: they
     # answer no address, which is worth a warning every pass.
     empty: tuple[Mirror, ...] = ()
+    # Services of the cluster set whose namespace this cluster does not have: not imported.
+    absent: tuple[Ref, ...] = ()
 
 
 def service_change(desired: Service, current: Service) -> tuple[Action, str] | None:
@@ -130,14 +147,52 @@ def slice_change(desired: EndpointSlice, current: EndpointSlice) -> tuple[Action
     return ("update", differs) if differs else None
 
 
+def import_change(desired: ServiceImport, current: ServiceImport) -> tuple[Action, str] | None:
+    """What of a ServiceImport differs: its spec, its metadata (all of it is ksm-sync's: the
+    winner's exported labels and annotations, and ours), or its status."""
+    differs = [
+        name
+        for name, of in (
+            ("type", lambda i: i.type),
+            ("ports", lambda i: i.ports),
+            ("ips", lambda i: (i.ips, i.ip_families)),
+            ("session affinity", lambda i: i.affinity_timeout),
+            ("traffic policy", lambda i: (i.internal_traffic_policy, i.traffic_distribution)),
+            ("labels", lambda i: i.meta.labels),
+            ("annotations", lambda i: i.meta.annotations),
+            ("status clusters", lambda i: i.clusters),
+        )
+        if of(desired) != of(current)
+    ]
+    return ("update", ", ".join(differs)) if differs else None
+
+
+def export_change(desired: ServiceExport, current: ServiceExport) -> tuple[Action, str] | None:
+    """Whether the conditions ksm-sync sets on an export differ (when they last changed aside)."""
+    if desired.conditions == current.conditions:
+        return None
+    now = {c.type: c for c in desired.conditions}
+    was = {c.type: c for c in current.conditions}
+    moved = [
+        f"{t} {now[t].status}{' ' + now[t].reason if now[t].reason else ''}"
+        for t in ownership.EXPORT_CONDITIONS
+        if t in now and now[t] != was.get(t)
+    ]
+    return "update", "conditions " + ", ".join(moved)
+
+
 def change_of(desired: Object, current: Object) -> tuple[Action, str] | None:
-    """How current differs from desired, for any kind of object a mirror has."""
+    """How current differs from desired, for any kind of object ksm-sync writes."""
     if isinstance(desired, Service) and isinstance(current, Service):
         return service_change(desired, current)
     if isinstance(desired, Endpoints) and isinstance(current, Endpoints):
         return endpoints_change(desired, current)
     if isinstance(desired, EndpointSlice) and isinstance(current, EndpointSlice):
         return slice_change(desired, current)
+    if isinstance(desired, ServiceImport) and isinstance(current, ServiceImport):
+        return import_change(desired, current)
+    if isinstance(desired, ServiceExport) and isinstance(current, ServiceExport):
+        return export_change(desired, current)
     raise TypeError(f"cannot compare {type(desired).__name__} with {type(current).__name__}")
 
 
@@ -302,7 +357,9 @@ def _endpoint_changes(
     return out
 
 
-def _guard(mirrors: set[str], allowed: list[Change], policy: Policy) -> str | None:
+def _guard(
+    mirrors: set[str], allowed: list[Change], policy: Policy, what: str = "mirrors"
+) -> str | None:
     """Why every delete is held back, if this pass would delete or empty too many mirrors.
 
     A mirror that would lose its Endpoints counts as much as one that would go: either way
@@ -312,11 +369,132 @@ def _guard(mirrors: set[str], allowed: list[Change], policy: Policy) -> str | No
     deleting = {c.name for c in allowed if c.name in mirrors}
     if existing <= policy.guard_min_mirrors or len(deleting) <= policy.max_delete_ratio * existing:
         return None
-    emptied = deleting - {c.name for c in allowed if c.kind == "Service"}
+    emptied = deleting - {c.name for c in allowed if c.kind in ("Service", "ServiceImport")}
     how = f" ({len(emptied)} of them by deleting their endpoints)" if emptied else ""
     return (
-        f"would delete {len(deleting)} of {existing} mirrors{how}, more than "
+        f"would delete {len(deleting)} of {existing} {what}{how}, more than "
         f"--max-delete-ratio {policy.max_delete_ratio:g}: an empty or wrong remote list "
         "(label selector typo, wrong cluster) looks like this. Nothing deleted; check the "
         "remote, or raise --max-delete-ratio to allow it"
+    )
+
+
+def calculate_imports(
+    desired: Mapping[Ref, Import],
+    current: Imported,
+    statuses: Iterable[ServiceExport] = (),
+    exports: Iterable[ServiceExport] = (),
+    *,
+    cluster_id: str,
+    policy: Policy = Policy(),
+    untouchable: Iterable[Ref] = (),
+) -> Plan:
+    """Changes that turn what this cluster's ksm-sync wrote for the cluster set into what it
+    should be, and the local exports' conditions into theirs.
+
+    The same rules as `calculate`, for another unit: an import (its ServiceImport, derived
+    Service and slices) is planned, applied and counted as a mirror is, named `<ns>/<name>`.
+    Only objects with this cluster's cluster-set label are compared, changed or deleted. An
+    import that goes takes its derived Service and slices with it, through the policies and
+    the guard; a slice that goes while the import stays replaces nothing. A derived Service
+    written this pass gives its import its IPs (the import is planned without them: `apply`
+    fills them in). Imports of `untouchable` Services (their namespace is missing or going)
+    are left as they are.
+    """
+    imports = {i.meta.ref: i for i in current.imports
+               if ownership.clusterset_owned(i.meta, cluster_id, "ServiceImport")}  # fmt: skip
+    derived = {s.meta.ref: s for s in current.derived
+               if ownership.clusterset_owned(s.meta, cluster_id, "Service")}  # fmt: skip
+    slices: dict[Ref, dict[str, EndpointSlice]] = {}  # by import, then by name
+    for each in current.slices:
+        if ownership.clusterset_owned(each.meta, cluster_id, "EndpointSlice"):
+            of = Ref(each.meta.ref.namespace, each.meta.label(ownership.MCS_SERVICE_LABEL) or "")
+            slices.setdefault(of, {})[each.meta.ref.name] = each
+    left = set(untouchable)
+    changes: list[Change] = []
+    deletes: list[Change] = []  # deletes that take a Service of the set out of DNS
+    replaced: list[Change] = []  # a member's slice gone, or the derived Service of a flip
+
+    for ref in sorted(desired, key=lambda r: (r.namespace, r.name)):
+        want, name = desired[ref], str(ref)
+        have_derived = derived.get(Ref(ref.namespace, derived_name(ref.namespace, ref.name)))
+        service_import = want.service_import
+        if want.derived is not None:
+            diff = (
+                ("create", "new")
+                if have_derived is None
+                else service_change(want.derived, have_derived)
+            )
+            if diff is not None:
+                action, reason = diff
+                changes.append(
+                    Change(action, "Service", name, ref, want.derived, have_derived, reason)
+                )
+                service_import = replace(service_import, ips=(), ip_families=())
+        elif have_derived is not None:
+            replaced.append(Change("delete", "Service", name, ref, None, have_derived,
+                                   "the import is headless now"))  # fmt: skip
+        have = imports.get(ref)
+        if have is None:
+            changes.append(Change("create", "ServiceImport", name, ref, service_import, None,
+                                  "new"))  # fmt: skip
+        elif (diff := import_change(service_import, have)) is not None:
+            changes.append(Change(diff[0], "ServiceImport", name, ref, service_import, have,
+                                  diff[1]))  # fmt: skip
+        wanted = {s.meta.ref.name: s for s in want.slices}
+        current_slices = slices.get(ref, {})
+        for slice_name, one in sorted(wanted.items()):
+            before = current_slices.get(slice_name)
+            if before is None:
+                changes.append(Change("create", "EndpointSlice", name, ref, one, None, "new"))
+            elif (diff := slice_change(one, before)) is not None:
+                changes.append(Change(diff[0], "EndpointSlice", name, ref, one, before, diff[1]))
+        for slice_name in sorted(set(current_slices) - set(wanted)):
+            gone = current_slices[slice_name]
+            (replaced if want.slices else deletes).append(
+                Change("delete", "EndpointSlice", name, ref, None, gone,
+                       "its member's slice is gone")
+            )  # fmt: skip
+
+    for ref in sorted(set(imports) - set(desired) - left, key=lambda r: (r.namespace, r.name)):
+        name, why = str(ref), "no member exports it any more"
+        deletes.append(Change("delete", "ServiceImport", name, ref, None, imports[ref], why))
+        if have_derived := derived.get(Ref(ref.namespace, derived_name(ref.namespace, ref.name))):
+            deletes.append(Change("delete", "Service", name, ref, None, have_derived, why))
+        for _, gone in sorted(slices.get(ref, {}).items()):
+            deletes.append(Change("delete", "EndpointSlice", name, ref, None, gone, why))
+    kept = set(desired) | set(imports) | left
+    derived_of = {Ref(r.namespace, derived_name(r.namespace, r.name)): r for r in kept}
+    for derived_ref, orphan in sorted(derived.items(), key=lambda kv: str(kv[0])):
+        if derived_ref not in derived_of:
+            deletes.append(Change("delete", "Service", str(derived_ref), None, None, orphan,
+                                  ORPHAN_IMPORT))  # fmt: skip
+    for ref in sorted(set(slices) - kept, key=lambda r: (r.namespace, r.name)):
+        for _, gone in sorted(slices[ref].items()):
+            deletes.append(Change("delete", "EndpointSlice", str(ref), None, None, gone,
+                                  ORPHAN_IMPORT))  # fmt: skip
+
+    was = {e.meta.ref: e for e in exports}
+    for status in statuses:
+        before = was.get(status.meta.ref)
+        if before is not None and (diff := export_change(status, before)) is not None:
+            ref = status.meta.ref
+            changes.append(Change(diff[0], "ServiceExport", str(ref), ref, status, before, diff[1]))
+
+    allowed = [d for d in deletes if _deletable(d.remote, policy)]
+    held = [d for d in deletes if not _deletable(d.remote, policy)]
+    guard = _guard({str(r) for r in imports}, allowed, policy, "ServiceImports")
+    if guard is not None:
+        held, allowed = deletes, []
+    if policy.delete:
+        allowed += replaced
+    else:
+        held += replaced
+    touched = {c.name for c in changes + deletes + replaced}
+    return Plan(
+        changes=tuple(changes + allowed),
+        unchanged=sum(1 for ref in desired if str(ref) not in touched),
+        held=tuple(held),
+        guard=guard,
+        absent=tuple(sorted(left, key=lambda r: (r.namespace, r.name))),
     )

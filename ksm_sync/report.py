@@ -14,8 +14,8 @@ from typing import Literal
 
 from ksm_sync.apply import Outcome
 from ksm_sync.mirror import Skip
-from ksm_sync.model import EndpointSlice, Service
-from ksm_sync.plan import ORPHAN, PAST, Change, Object, Plan
+from ksm_sync.model import EndpointSlice, Service, ServiceExport, ServiceImport
+from ksm_sync.plan import ORPHAN, ORPHAN_IMPORT, PAST, Change, Object, Plan
 
 PassResult = Literal["success", "partial", "error"]
 RESULTS: tuple[PassResult, ...] = ("success", "partial", "error")
@@ -25,8 +25,9 @@ FIELDS = ("created", "updated", "recreated", "deleted", "unchanged", "conflicts"
           "failed", "held")  # fmt: skip
 # Counts the summary line shows only when they happen: a race that the next pass settles,
 # changes a stopped pass (SIGTERM, --pass-timeout) did not attempt, mirrors that answer no
-# address because no endpoint object of their remote matched the selector.
-OCCASIONAL = ("raced", "abandoned", "empty")
+# address because no endpoint object of their remote matched the selector, Services of the
+# cluster set not imported because this cluster does not have their namespace.
+OCCASIONAL = ("raced", "abandoned", "empty", "absent")
 TROUBLE = ("conflicts", "skipped", "failed", "abandoned")  # any of these: exit status 1
 
 
@@ -50,6 +51,7 @@ class Report:
     remote_errors: dict[str, str] = field(default_factory=dict)
     # With --config: mirrors by prefix that the configuration no longer has.
     retired: dict[str, int] = field(default_factory=dict)
+    read: tuple[str, ...] = ()  # the remotes (members of a cluster set too) read whole
 
     @property
     def result(self) -> PassResult:
@@ -125,10 +127,11 @@ def _mirror_result(outcomes: list[Outcome]) -> str:
     if results == {"raced"}:
         return "raced"
     done = [o.change for o in outcomes if o.result == "done"]
-    service = [c for c in done if c.kind == "Service"]
-    if service:
-        return PAST[service[0].action]
-    return "deleted" if done and all(c.reason == ORPHAN for c in done) else "updated"
+    for kind in ("ServiceImport", "Service"):  # what a mirror, or an import, is named after
+        if principal := [c for c in done if c.kind == kind]:
+            return PAST[principal[0].action]
+    orphans = (ORPHAN, ORPHAN_IMPORT)
+    return "deleted" if done and all(c.reason in orphans for c in done) else "updated"
 
 
 def tally(plan: Plan, outcomes: Iterable[Outcome]) -> dict[str, int]:
@@ -145,6 +148,8 @@ def tally(plan: Plan, outcomes: Iterable[Outcome]) -> dict[str, int]:
     counts["held"] += len({c.name for c in plan.held})
     if plan.empty:
         counts["empty"] = len(plan.empty)
+    if plan.absent:
+        counts["absent"] = len(plan.absent)
     return dict(counts)
 
 
@@ -169,13 +174,19 @@ def _short(obj: Object) -> str:
         ready = sum(1 for e in obj.endpoints if e.ready is not False)
         ports = ",".join(f"{p.port or '*'}/{p.protocol}" for p in obj.ports)
         return f"{ready} of {len(obj.endpoints)} endpoints ready, ports [{ports}]"
-    if isinstance(obj, Service):
+    if isinstance(obj, Service | ServiceImport):
         ports = ",".join(
             f"{p.name + ':' if p.name else ''}{p.port}/{p.protocol}" for p in obj.ports
         )
+        if isinstance(obj, ServiceImport):
+            return f"{obj.type} ports [{ports}] ips [{','.join(obj.ips)}] clusters " + (
+                f"[{','.join(obj.clusters)}]"
+            )
         return f"ports [{ports}]" + (
             f" externalName {obj.external_name}" if obj.external_name else ""
         )
+    if isinstance(obj, ServiceExport):
+        return "; ".join(f"{c.type} {c.status} {c.reason}" for c in obj.conditions)
     ready = sum(len(s.addresses) for s in obj.subsets)
     not_ready = sum(len(s.not_ready) for s in obj.subsets)
     ports = ",".join(sorted({f"{p.port}/{p.protocol}" for s in obj.subsets for p in s.ports}))

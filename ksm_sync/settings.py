@@ -42,12 +42,20 @@ class Target:
 
 @dataclass(frozen=True)
 class Remote:
-    """One remote cluster: how to reach it, what of it is mirrored, under which prefix."""
+    """One remote cluster: how to reach it, what of it is mirrored, under which prefix.
 
-    name: str  # in logs, metrics and the slices of global services
-    prefix: str
-    label_selector: str
+    With a cluster set, a remote without prefix and selector is a member only: its exports
+    are read, nothing of it is mirrored.
+    """
+
+    name: str  # in logs, metrics, the slices of global services; a member's cluster id
+    prefix: str | None
+    label_selector: str | None
     credentials: KubeconfigSource | TokenSource
+
+    @property
+    def mirrored(self) -> bool:
+        return self.prefix is not None
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,15 @@ class GlobalServices:
     label_selector: str
     include_local: bool = False  # the local cluster's own endpoints too
     unreachable_after: float = 300.0  # seconds before an unreachable remote's slices go
+
+
+@dataclass(frozen=True)
+class ClusterSet:
+    """The Multi-Cluster Services API: the local cluster (this id) and every remote are members;
+    their ServiceExports become ServiceImports here."""
+
+    cluster_id: str
+    unreachable_after: float = 300.0  # seconds an unreachable member keeps its contribution
 
 
 @dataclass(frozen=True)
@@ -86,12 +103,18 @@ class Settings:
     page_size: int = 500
     endpoints_api: EndpointsApi = "endpointslices"
     retirement: Retirement | None = None  # None: not looked for (the options' one remote)
+    cluster_set: ClusterSet | None = None
 
     def target(self, prefix: str) -> Target:
         return Target(prefix, self.mirror_namespace, self.endpoints_api)
 
     @property
+    def mirrored(self) -> tuple[Remote, ...]:
+        """The remotes whose Services are mirrored (all but the cluster set's members only)."""
+        return tuple(r for r in self.remotes if r.mirrored)
+
+    @property
     def prefixes(self) -> tuple[str, ...]:
         """Every prefix this run owns mirrors of: the remotes', and the global services'."""
-        own = tuple(r.prefix for r in self.remotes)
+        own = tuple(r.prefix for r in self.mirrored if r.prefix)
         return own + ((self.global_services.prefix,) if self.global_services else ())

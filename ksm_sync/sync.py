@@ -1,12 +1,13 @@
-"""One pass: observe -> mirror -> plan -> apply -> report. `once` and `loop` both call it.
+"""One pass: observe -> mirror/merge -> plan -> apply -> report. `once` and `loop` both call it.
 
 Each step is a module of its own; this one runs them in order, and `run_pass` is the one
 place where a pass ends: whatever stopped it becomes its report, which is logged there.
 
 With several remotes, the local mirror namespace is listed once and the remotes at the same
-time; each remote is planned on its own prefix, the global services across all of them, and
-every change is applied in one go. A remote that cannot be read leaves its mirrors exactly as
-they are for that pass while the others are mirrored.
+time; each remote is planned on its own prefix, the global services across all of them, the
+cluster set's imports across its members, and every change is applied in one go. A remote
+that cannot be read leaves its mirrors (and keeps its contribution to global services and
+imports for their time) while the others are mirrored.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from loguru import logger
 
 from ksm_sync import credentials, ownership
 from ksm_sync.apply import NamespaceMissing, Outcome, apply, log_outcome
+from ksm_sync.clusterset import Member, merge_imports
 from ksm_sync.errors import Unavailable, UsageError
 from ksm_sync.kube import (
     ApiError,
@@ -37,13 +39,23 @@ from ksm_sync.kube import (
 from ksm_sync.merge import LOCAL_CLUSTER, Source, desired_global
 from ksm_sync.mirror import Mirror, Skip, desired_mirrors
 from ksm_sync.model import Ref
-from ksm_sync.observe import Objects, collector_paused, observe_local, observe_remote
-from ksm_sync.plan import Plan, Policy, calculate
+from ksm_sync.observe import (
+    Exported,
+    Imported,
+    Objects,
+    collector_paused,
+    observe_exports,
+    observe_imports,
+    observe_local,
+    observe_remote,
+)
+from ksm_sync.plan import Plan, Policy, calculate, calculate_imports
 from ksm_sync.progress import Progress
 from ksm_sync.report import Report, describe, describe_skip, planned, tally
 from ksm_sync.settings import KubeconfigSource, Remote, Settings, Target, TokenSource
 
 GLOBAL = "global"  # how the global services' plan is named in reports and metrics
+CLUSTER_SET = "clusterset"  # and the cluster set's
 RETIRED = "retired"  # and, with its prefix, the plan pruning a retired prefix's mirrors
 
 
@@ -65,10 +77,11 @@ class Observers:
 
 @dataclass(frozen=True)
 class _Seen:
-    """One remote, read: its own selected objects and its global ones; or why not."""
+    """One remote, read: its own selected objects, its global ones, its exports; or why not."""
 
     own: Objects | None = None
     shared: Objects | None = None
+    exported: Exported | None = None
     error: str | None = None
 
 
@@ -133,16 +146,19 @@ def _steps(
     # Looking for retired prefixes means listing the mirrors of every prefix.
     listed = () if settings.retirement is not None else settings.prefixes
     with collector_paused():
-        mirrors = observe_local(local, settings.mirror_namespace, listed, settings.page_size)
+        mirrors = Objects()
+        if settings.prefixes:
+            mirrors = observe_local(local, settings.mirror_namespace, listed, settings.page_size)
         seen = _observe_remotes(settings, lambda r: kube("remote", r.name, r.credentials))
         local_shared = _observe_local_globals(settings, local)
+        local_set = _observe_local_set(settings, local)
     errors = {name: s.error for name, s in seen.items() if s.error is not None}
-    if len(errors) == len(settings.remotes):
+    if len(errors) == len(settings.remotes) and local_set is None:
         raise _NoRemote(errors)
 
     plans: dict[str, Plan] = {}
     objects = Counter(mirrors.of_prefix(*settings.prefixes).counts("local"))
-    for remote in settings.remotes:
+    for remote in settings.mirrored:
         own = seen[remote.name].own
         if own is None:
             continue
@@ -150,6 +166,9 @@ def _steps(
         objects.update(own.counts("remote"))  # all remotes together
     if settings.global_services is not None:
         plans[GLOBAL] = _plan_global(settings, seen, local_shared, mirrors, state, time.time())
+    if local_set is not None:
+        plans[CLUSTER_SET] = _plan_set(settings, seen, local_set, state, time.time())
+        objects.update(_set_counts(seen, local_set))
     retired = _retired(settings, mirrors)
     if settings.retirement is not None and settings.retirement.prune:
         for prefix in retired:
@@ -165,7 +184,9 @@ def _steps(
         for change in changes:
             print(describe(change), flush=True)
         by_remote = {name: planned(p) for name, p in plans.items()}
-        return _report(by_remote, errors, guards or None, dict(objects), retired, dry_run=True)
+        return _report(
+            by_remote, errors, guards or None, dict(objects), retired, _read(seen), dry_run=True
+        )
     progress = Progress(len(changes), on_outcome=log_outcome)
     try:
         outcomes = apply(
@@ -174,12 +195,69 @@ def _steps(
             settings.mirror_namespace,
             concurrency=settings.concurrency,
             on_outcome=progress.record,
+            mcs_version=local_set[0].version if local_set else "",
         )
     finally:
         progress.close()
     _log_abandoned(outcomes)
     by_remote = {name: tally(p, outcomes) for name, p in plans.items()}
-    return _report(by_remote, errors, guards or None, dict(objects), retired)
+    return _report(by_remote, errors, guards or None, dict(objects), retired, _read(seen))
+
+
+def _read(seen: dict[str, _Seen]) -> tuple[str, ...]:
+    return tuple(name for name, s in seen.items() if s.error is None)
+
+
+def _observe_local_set(settings: Settings, local: Kube) -> tuple[Exported, Imported] | None:
+    """The local member's exports, and what this cluster's ksm-sync wrote for the set."""
+    wanted = settings.cluster_set
+    if wanted is None:
+        return None
+    exported = observe_exports(local, settings.page_size)
+    imported = observe_imports(local, wanted.cluster_id, exported.version, settings.page_size)
+    return exported, imported
+
+
+def _plan_set(
+    settings: Settings,
+    seen: dict[str, _Seen],
+    local_set: tuple[Exported, Imported],
+    state: PassState | None,
+    now: float,
+) -> Plan:
+    """The cluster set's plan: every member's exports merged into this cluster's imports."""
+    wanted = settings.cluster_set
+    assert wanted is not None
+    exported, imported = local_set
+    members = [Member(wanted.cluster_id, exported)]
+    members += [Member(r.name, seen[r.name].exported) for r in settings.remotes]
+    merged = merge_imports(
+        members, wanted.cluster_id, imported, now=now, unreachable_after=wanted.unreachable_after
+    )
+    plan = calculate_imports(
+        merged.imports,
+        imported,
+        merged.statuses,
+        exported.exports,
+        cluster_id=wanted.cluster_id,
+        policy=policy_for(settings, CLUSTER_SET, state),
+        untouchable=merged.absent,
+    )
+    if state is not None:
+        state.seen_remotes.setdefault(CLUSTER_SET, set()).update(merged.imports)
+    _log_plan(plan, settings)
+    return plan
+
+
+def _set_counts(seen: dict[str, _Seen], local_set: tuple[Exported, Imported]) -> dict[str, int]:
+    """What the cluster set's lists held: every member's exports, this cluster's imports."""
+    exported, imported = local_set
+    remote = sum(len(s.exported.exports) for s in seen.values() if s.exported is not None)
+    return {
+        "local_serviceexports": len(exported.exports),
+        "remote_serviceexports": remote,
+        "local_serviceimports": len(imported.imports),
+    }
 
 
 def _retired(settings: Settings, mirrors: Objects) -> dict[str, int]:
@@ -216,14 +294,17 @@ def _observe_remotes(settings: Settings, kube_of: Callable[[Remote], Kube]) -> d
         kube = None
         try:
             kube = kube_of(remote)
-            own = observe_remote(
-                kube, remote.label_selector, settings.endpoints_api, settings.page_size
-            )
-            shared = None
+            own = shared = exported = None
+            if remote.label_selector is not None:
+                own = observe_remote(
+                    kube, remote.label_selector, settings.endpoints_api, settings.page_size
+                )
             if settings.global_services is not None:
                 selector = settings.global_services.label_selector
                 shared = observe_remote(kube, selector, "endpointslices", settings.page_size)
-            return _Seen(own, shared)
+            if settings.cluster_set is not None:
+                exported = observe_exports(kube, settings.page_size)
+            return _Seen(own, shared, exported)
         except NotSent as error:
             if kube is not None and kube.stop.is_set():
                 raise  # stopping: the whole pass stops
@@ -306,7 +387,8 @@ def _calculate(
         seen = state.seen_remotes.setdefault(target.prefix, set())
         seen.update(m.remote for m in desired.values())
         seen.update(s.remote for s in skips)
-    _log_plan(plan, settings, target, selector)
+    kind = "Endpoints" if target.endpoints_api == "endpoints" else "EndpointSlices"
+    _log_plan(plan, settings, selector, kind)
     return plan
 
 
@@ -316,6 +398,7 @@ def _report(
     guard: str | None,
     objects: dict[str, int],
     retired: dict[str, int],
+    read: tuple[str, ...],
     *,
     dry_run: bool = False,
 ) -> Report:
@@ -330,6 +413,7 @@ def _report(
         by_remote=by_remote,
         remote_errors=errors,
         retired=retired,
+        read=read,
     )
 
 
@@ -363,9 +447,12 @@ def _client(
     )
 
 
-def _log_plan(the_plan: Plan, settings: Settings, target: Target, selector: str) -> None:
+def _log_plan(
+    the_plan: Plan, settings: Settings, selector: str = "", kind: str = "EndpointSlices"
+) -> None:
     """What the plan holds back or cannot do: skipped remotes, conflicts, mirrors that will
-    answer nothing, and deletes held by the policy or the guard."""
+    answer nothing, Services of the cluster set without a namespace here, and deletes held
+    by the policy or the guard."""
     for skip, result in [(s, "skipped") for s in the_plan.skipped] + [
         (c, "conflict") for c in the_plan.conflicts
     ]:
@@ -376,7 +463,6 @@ def _log_plan(the_plan: Plan, settings: Settings, target: Target, selector: str)
             result=result,
             reason=skip.reason,
         ).warning(describe_skip(skip))
-    kind = "Endpoints" if target.endpoints_api == "endpoints" else "EndpointSlices"
     for mirror in the_plan.empty:
         logger.bind(remote=str(mirror.remote), object=f"Service/{mirror.name}").warning(
             "remote Service {} has no {} that the label selector {!r} matches: its mirror answers "
@@ -385,6 +471,13 @@ def _log_plan(the_plan: Plan, settings: Settings, target: Target, selector: str)
             kind,
             selector,
             kind,
+        )
+    if the_plan.absent:
+        logger.bind(absent=len(the_plan.absent)).info(
+            "{} Services of the cluster set not imported: this cluster has no namespace {} "
+            "(it is never created; a namespace being deleted is left to its deletion)",
+            len(the_plan.absent),
+            ", ".join(sorted({r.namespace for r in the_plan.absent})),
         )
     if the_plan.guard:
         logger.bind(held=len(the_plan.held)).error("deletion guard: {}", the_plan.guard)
