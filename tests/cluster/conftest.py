@@ -22,8 +22,8 @@ def planes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Clust
     try:
         # Every plane runs the controllers of a real cluster, EndpointSliceMirroring
         # included: a controller turned off would hide every fight with it. Two remotes, for
-        # the tests of several remotes in one pass.
-        started = controlplane.up(root, remotes=2, die_with_parent=True)
+        # the tests of several remotes in one pass; the Multi-Cluster Services CRDs in all.
+        started = controlplane.up(root, remotes=2, die_with_parent=True, mcs=True)
         yield {name: Cluster(plane) for name, plane in started.items()}
     finally:
         controlplane.down(root)

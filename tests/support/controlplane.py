@@ -5,7 +5,8 @@ Deployments and StatefulSets into pods and pods into Endpoints and EndpointSlice
 selectorless Endpoints into EndpointSlices, collect garbage and finalise namespaces),
 kube-scheduler, and kwok, which plays the kubelet of a few fake Nodes: a pod is scheduled, becomes
 Running and Ready and gets an IP from its plane's pod range (tests/support/kwok.yaml says how).
-A CoreDNS for the `local` plane can be started beside them (`dns`).
+With `mcs`, every plane also serves the Multi-Cluster Services API (mcs-api's CRDs). A CoreDNS for
+the `local` plane can be started beside them (`dns`).
 
 Processes this module starts are judged alive by their own process handles; a start that fails
 stops everything it started (SIGTERM, then SIGKILL) before it tries again or gives up, and says
@@ -22,6 +23,7 @@ import argparse
 import base64
 import contextlib
 import ctypes
+import importlib.util
 import ipaddress
 import itertools
 import json
@@ -58,9 +60,13 @@ CONTROLLERS = (
     "endpointslicemirroring", "garbagecollector", "namespace", "serviceaccount",
 )  # fmt: skip
 AUDITED = [
-    {"group": "", "resources": ["services", "endpoints"]},
+    {"group": "", "resources": ["services", "endpoints", "namespaces"]},
     {"group": "discovery.k8s.io", "resources": ["endpointslices"]},
-]
+    {"group": "multicluster.x-k8s.io",
+     "resources": ["serviceimports", "serviceimports/status", "serviceexports",
+                   "serviceexports/status"]},
+]  # fmt: skip
+MCS_CRDS = ("serviceexports", "serviceimports")  # mcs-api's, as scripts/build-binaries caches them
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
@@ -145,7 +151,8 @@ def pod_range(name: str) -> str:
 def binaries() -> dict[str, Path]:
     """The binaries by name: those in KSM_BINARIES_DIR if set, else built when missing."""
     if given := os.environ.get("KSM_BINARIES_DIR"):
-        return {name: Path(given) / name for name in (*COMPONENTS, "coredns")}
+        names = (*COMPONENTS, "coredns", *(f"{crd}.yaml" for crd in MCS_CRDS))
+        return {name: Path(given) / name for name in names}
     out = subprocess.run(
         [str(REPO / "scripts" / "build-binaries")], check=True, stdout=subprocess.PIPE, text=True
     )
@@ -159,6 +166,7 @@ def up(
     remotes: int = 1,
     die_with_parent: bool = False,
     endpointslice_mirroring: bool = True,
+    mcs: bool = False,
 ) -> dict[str, ControlPlane]:
     """Starts the planes under root, all at once (or reuses those running), and waits for them.
 
@@ -166,6 +174,7 @@ def up(
     pytest leaves nothing behind; `scripts/clusters up` leaves them running.
     endpointslice_mirroring=False runs the local plane without the EndpointSliceMirroring
     controller, as a cluster where Endpoints written by ksm-sync never reach EndpointSlices.
+    mcs installs the Multi-Cluster Services CRDs in every plane.
     If any plane fails to start, everything this call started is stopped.
     """
     root = root.resolve()
@@ -193,7 +202,44 @@ def up(
         raise
     for launch in starting:
         planes[launch.name] = launch.finish()
+    if mcs:
+        for plane in planes.values():
+            install_crds(plane, [bins[f"{crd}.yaml"] for crd in MCS_CRDS])
     return {name: planes[name] for name in names}
+
+
+def install_crds(plane: ControlPlane, paths: Iterable[Path]) -> None:
+    """Applies CRDs as they are written (YAML: the API server reads it in a server-side apply)
+    and waits until the API serves them: established, and every version listed (the first
+    list of a new resource can answer 429 while its storage initialises)."""
+    for path in paths:
+        text = path.read_text()
+        found = re.search(r"^  name: (\S+)$", text, flags=re.MULTILINE)
+        if found is None:
+            raise StartError(f"{path}: no metadata.name in this CRD")
+        name = found.group(1)
+        url = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+        _api(plane, "PATCH", f"{url}?fieldManager=ksm-sync-tests&force=true", text.encode(),
+             "application/apply-patch+yaml")  # fmt: skip
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not _served(plane, _api(plane, "GET", url) or {}):
+            if time.monotonic() > deadline:
+                raise StartError(f"{plane.name}: CRD {name} not served")
+            time.sleep(0.1)
+
+
+def _served(plane: ControlPlane, crd: dict) -> bool:
+    conditions = (crd.get("status") or {}).get("conditions") or ()
+    if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+        return False
+    spec = crd["spec"]
+    for version in spec["versions"]:
+        path = f"/apis/{spec['group']}/{version['name']}/{spec['names']['plural']}?limit=1"
+        try:
+            _api(plane, "GET", path)
+        except StartError:
+            return False
+    return True
 
 
 def down(root: Path) -> None:
@@ -218,33 +264,46 @@ def down(root: Path) -> None:
 def dns(
     root: Path,
     *,
-    svc_prefix: str,
-    mirror_ns: str,
+    svc_prefix: str | None = None,
+    mirror_ns: str | None = None,
     remote_domain: str | None = None,
+    config: Path | None = None,
+    plane: str = LOCAL,
     die_with_parent: bool = False,
 ) -> str:
-    """Starts (or restarts) a CoreDNS for the running `local` plane under root; its HOST:PORT.
+    """Starts (or restarts) a CoreDNS for a running plane under root (default `local`, the one
+    mirrors go to); its HOST:PORT. One at a time per root.
 
-    It serves cluster.local from the local API server, and the remote domain through the
-    server block `ksm-sync corefile` prints, with the admin kubeconfig to reach the plane.
+    It serves cluster.local from the local API server, and beside it the remote domain of
+    svc_prefix and mirror_ns through the server block `ksm-sync corefile` returns, or every
+    block `ksm-sync corefile --config config` prints (the cluster set's included), exactly as
+    printed with the admin kubeconfig and a loopback address to reach the plane and be asked.
     """
     root = root.resolve()
-    local = _running(root / LOCAL)
+    local = _running(root / plane)
     if local is None:
-        raise StartError(f"no running `local` plane under {root}: run `up` first")
+        raise StartError(f"no running `{plane}` plane under {root}: run `up` first")
     dns_dir = root / "dns"
     _stop_pid_files([dns_dir / "coredns.pid"])
     _remove_tree(dns_dir)
     dns_dir.mkdir()
     coredns = binaries()["coredns"]
     kubeconfig = str(local.kubeconfig)
+    if config is not None:
+        printed = subprocess.run(
+            [*_ksm_sync(), "corefile", "--config", str(config), "--kubeconfig", kubeconfig,
+             "--bind", "127.0.0.1"], check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+    elif svc_prefix and mirror_ns:
+        printed = server_block(
+            svc_prefix, mirror_ns, remote_domain, bind="127.0.0.1", kubeconfig=kubeconfig
+        )
+    else:
+        raise ValueError("dns needs svc_prefix and mirror_ns, or config")
     corefile = dns_dir / "Corefile"
     corefile.write_text(
         "cluster.local {\n    bind 127.0.0.1\n    errors\n    kubernetes cluster.local {\n"
-        f"        kubeconfig {kubeconfig}\n    }}\n}}\n\n"
-        + server_block(
-            svc_prefix, mirror_ns, remote_domain, bind="127.0.0.1", kubeconfig=kubeconfig
-        )
+        f"        kubeconfig {kubeconfig}\n    }}\n}}\n\n" + printed
     )
     log = dns_dir / "coredns.log"
     for attempt in itertools.count(1):
@@ -490,6 +549,15 @@ def _spawn(
     return proc
 
 
+def _ksm_sync() -> list[str]:
+    """The ksm-sync CLI: this interpreter's if it has ksm-sync's dependencies (the tests, the
+    demo), else the repository's virtual environment's, else the one on PATH."""
+    if importlib.util.find_spec("typer") is not None:
+        return [sys.executable, "-m", "ksm_sync"]
+    beside = REPO / ".venv" / "bin" / "ksm-sync"
+    return [str(beside) if beside.exists() else "ksm-sync"]
+
+
 def _die_with_parent() -> None:
     # The kernel signals the child when the thread that forked it ends: spawn from the main thread.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -591,11 +659,17 @@ def _ready(plane: ControlPlane) -> bool:
         return False
 
 
-def _api(plane: ControlPlane, method: str, path: str, body: dict | None = None) -> dict | None:
+def _api(
+    plane: ControlPlane,
+    method: str,
+    path: str,
+    body: dict | bytes | None = None,
+    content_type: str = "application/json",
+) -> dict | None:
     """A request as the admin; None for 404."""
-    data = json.dumps(body).encode() if body is not None else None
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
     request = urllib.request.Request(plane.url + path, data, method=method,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+                                     headers={"Content-Type": content_type})  # fmt: skip
     try:
         with urllib.request.urlopen(request, context=plane.admin_ssl_context(), timeout=10) as r:
             return json.loads(r.read())
@@ -739,15 +813,21 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="run the local plane without the EndpointSliceMirroring controller",
     )
+    up_parser.add_argument(
+        "--mcs", action="store_true", help="install the Multi-Cluster Services CRDs in every plane"
+    )
     down_parser = commands.add_parser("down", help="stop everything started under DIR, remove it")
     down_parser.add_argument("dir", type=Path)
     dns_parser = commands.add_parser(
         "dns", help="(re)start a CoreDNS for the local plane; prints HOST:PORT last"
     )
     dns_parser.add_argument("dir", type=Path)
-    dns_parser.add_argument("--svc-prefix", required=True)
-    dns_parser.add_argument("--mirror-ns", required=True)
+    dns_parser.add_argument("--svc-prefix", help="with --mirror-ns, unless --config")
+    dns_parser.add_argument("--mirror-ns")
     dns_parser.add_argument("--remote-domain", help="default: cluster.<svc-prefix>")
+    dns_parser.add_argument(
+        "--config", type=Path, help="serve what `ksm-sync corefile --config CONFIG` prints"
+    )
     args = parser.parse_args(argv)
     if args.command == "down":
         down(args.dir)
@@ -757,13 +837,14 @@ def main(argv: list[str]) -> int:
     try:
         if args.command == "dns":
             address = dns(args.dir, svc_prefix=args.svc_prefix, mirror_ns=args.mirror_ns,
-                          remote_domain=args.remote_domain)  # fmt: skip
+                          remote_domain=args.remote_domain, config=args.config)  # fmt: skip
             print(f"clusters: CoreDNS ready in {time.monotonic() - start:.1f}s; "
                   f"stopped by: scripts/clusters down {args.dir}")  # fmt: skip
             print(address)
             return 0
         planes = up(args.dir, remotes=args.remotes,
-                    endpointslice_mirroring=not args.no_endpointslice_mirroring)  # fmt: skip
+                    endpointslice_mirroring=not args.no_endpointslice_mirroring,
+                    mcs=args.mcs)  # fmt: skip
     except (StartError, ValueError, subprocess.CalledProcessError) as error:
         print(f"clusters: start failed: {error}", file=sys.stderr)
         return 1
