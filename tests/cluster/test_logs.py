@@ -136,7 +136,8 @@ def test_json_logs_hold_every_change_of_a_pass_and_no_token(world: World, tmp_pa
     # empty: the five mirrors whose remote has no Endpoints (gone's went with it)
     assert summary["counts"] == {"created": 1, "updated": 1, "recreated": 1, "deleted": 1,
                                  "unchanged": 1, "conflicts": 1, "skipped": 1, "failed": 0,
-                                 "held": 0, "raced": 0, "abandoned": 0, "empty": 5}  # fmt: skip
+                                 "held": 0, "raced": 0, "abandoned": 0, "empty": 5,
+                                 "absent": 0}  # fmt: skip
     assert summary["objects"]["remote_services"] == 6
     assert summary["objects"]["local_services"] == 4
 

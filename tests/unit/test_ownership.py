@@ -23,9 +23,10 @@ def test_only_both_labels_with_this_prefix_make_an_object_ours() -> None:
 
 def test_holder_of_a_taken_name() -> None:
     ours = ownership.mirror_meta("m", "mirrors", "east", Ref("shop", "web"))
-    assert ownership.holder(ours, "east", "Service") == "ours"
-    assert ownership.holder(ours, "west", "Service") == "theirs"
-    assert ownership.holder(None, "east", "Service") == "gone"
+    west = ownership.mirror_meta("m", "mirrors", "west", Ref("shop", "web"))
+    assert ownership.holder(ours, ours, "Service") == "ours"
+    assert ownership.holder(ours, west, "Service") == "theirs"
+    assert ownership.holder(None, ours, "Service") == "gone"
 
 
 def test_a_slice_with_our_labels_is_ours_only_if_ksm_sync_manages_it() -> None:
@@ -42,7 +43,7 @@ def test_a_slice_with_our_labels_is_ours_only_if_ksm_sync_manages_it() -> None:
         ),
     )
     assert not ownership.owned(controllers, "east", "EndpointSlice")
-    assert ownership.holder(controllers, "east", "EndpointSlice") == "theirs"
+    assert ownership.holder(controllers, ours, "EndpointSlice") == "theirs"
     assert ownership.selector("east", kind="EndpointSlice") == (
         "mirrored-svc=true,mirror-svc-prefix-sync=east,endpointslice.kubernetes.io/managed-by=ksm-sync"
     )
