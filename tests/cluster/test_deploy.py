@@ -50,6 +50,7 @@ _PLURALS = {
     "ClusterRoleBinding": "clusterrolebindings",
     "CronJob": "cronjobs",
     "ConfigMap": "configmaps",
+    "Deployment": "deployments",
 }
 _CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 
