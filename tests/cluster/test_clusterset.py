@@ -323,3 +323,41 @@ def test_the_corefile_of_a_cluster_set_and_a_config_file_that_is_only_that(
         "        multicluster clusterset.local\n        labels ksm-sync/cluster-set=east\n"
         "    }\n}\n"
     )
+
+
+def test_changes_in_the_exporting_member_reach_every_import(world: SetWorld) -> None:
+    """Pods scaled, a port added, then the Service turned headless: each pass brings every
+    member's import, derived Service and slices to the exporter's state."""
+    pods = web(world, "west")
+    world.export("west", "web")
+    world.sync()
+    resolver = resolver_of(world, "east")
+    name = resolver.name("web", world.namespace)
+    resolver.wait(name, "A", answers_with(set(world.service_import("east", "web")["spec"]["ips"])))
+
+    workloads.scale(world.west, world.namespace, "deployments", "web", 3)
+    pods = workloads.ready_pods(world.west, world.namespace, "web", 3)
+    workloads.wait_slices(world.west, world.namespace, "web", set(pods.values()))
+    ports = [{"name": "http", "port": 80, "targetPort": 8080}, {"name": "https", "port": 443}]
+    world.west.apply(service(world.namespace, "web", labels={"app": "web"}, ports=ports,
+                             selector={"app": "web"}))  # fmt: skip
+    world.sync()
+
+    for member in MEMBERS:
+        spec = world.service_import(member, "web")["spec"]
+        assert sorted(p["port"] for p in spec["ports"]) == [80, 443]
+        found = {a for s in world.mcs_slices(member, "web") for e in s["endpoints"]
+                 for a in e["addresses"]}  # fmt: skip
+        assert found == set(pods.values())
+
+    world.west.delete("Service", world.namespace, "web")
+    world.west.apply(service(world.namespace, "web", labels={"app": "web"}, ports=ports,
+                             selector={"app": "web"}, clusterIP="None"))  # fmt: skip
+    workloads.wait_slices(world.west, world.namespace, "web", set(pods.values()))
+    world.sync()
+
+    for member in MEMBERS:
+        imported = world.service_import(member, "web")
+        assert imported["spec"]["type"] == "Headless" and not imported["spec"].get("ips")
+        assert world.cluster(member).list("Service", world.namespace, "ksm-sync/cluster-set") == []
+    resolver.wait(name, "A", answers_with(set(pods.values())))
