@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ksm_sync.sync import PassState
 
 TOKEN_VARIABLE = "KSM_REMOTE_SERVICE_ACCOUNT_TOKEN"
+SLOW_PERIOD = 600.0  # seconds: a longer loop period is worth a warning (a migration trap)
 REMOTE_NAME = "remote"  # the one remote of the options, in messages and metrics
 LOCAL, REMOTE, MIRRORING, OUTPUT = "Local cluster", "Remote cluster", "Mirroring", "Output"
 METRICS = "Metrics"
@@ -338,6 +339,14 @@ def _run(mode: str, options: dict[str, Any], ctx: typer.Context) -> None:
         f", mirror namespace {settings.mirror_namespace!r}" if settings.prefixes else "",
         f", every {format_duration(period)}" if mode == "loop" else "",
     )
+    if mode == "loop" and period > SLOW_PERIOD:
+        logger.bind(resync_period=period).warning(
+            "--resync-period {} is the time between passes: a remote change can take that long "
+            "to show. kube-service-mirror's -resync-period (default 1h) was only its watch "
+            "cache's resync, its changes arrived at once; a Deployment carried over with it "
+            "wants a period of a minute or so (see docs/migration.md)",
+            format_duration(period),
+        )
     from ksm_sync.sync import CLUSTER_SET, GLOBAL, Observers, run_pass
 
     # `once` keeps metrics only to write or push them; `loop` serves them.

@@ -241,6 +241,14 @@ def test_go_spellings_without_a_command_run_loop(world: World, files: dict[str, 
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0
     assert " loop: " in started and "every 1h0m0s" in started and "pass done" in stderr
+    # Issue 22: the Go program's -resync-period was its watch cache's; here it is the time
+    # between passes, and an hour of it is said, not left to be found out.
+    assert "kube-service-mirror's -resync-period (default 1h) was only its watch" in stderr
+    quick = start_cli([*go[:-1], "-resync-period=1m"])
+    quick.stderr.readline()
+    time.sleep(1)
+    quick.send_signal(signal.SIGTERM)
+    assert "watch cache" not in quick.communicate(timeout=30)[1]
 
 
 BAD = [
