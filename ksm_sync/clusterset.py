@@ -113,14 +113,13 @@ def merge_imports(
     conflicts: dict[Ref, tuple[list[str], str]] = {}
     for ref in sorted(set(offers) | set(current_imports), key=lambda r: (r.namespace, r.name)):
         have = current_imports.get(ref)
+        # The members away that this import was made of, since when; those still within
+        # their time keep their say. Only they are recorded: an import another member alone
+        # makes is not rewritten because one that had nothing in it is away.
         recorded = read_record(have.meta if have else None)
-        since = {c: recorded.get(c, now) for c in unreachable}
-        # Members away, still within their time, that this import was made of keep their say.
-        waiting = {
-            c
-            for c, t in since.items()
-            if now - t <= unreachable_after and have and c in have.clusters
-        }
+        made_of = have.clusters if have else ()
+        since = {c: recorded.get(c, now) for c in unreachable if c in made_of}
+        waiting = {c for c, t in since.items() if now - t <= unreachable_after}
         ref_offers = sorted(offers.get(ref, []), key=lambda o: (o.export.created, o.cluster))
         if not ref_offers and not waiting:
             continue  # nobody exports it any more

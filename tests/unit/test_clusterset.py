@@ -313,3 +313,13 @@ def test_a_condition_keeps_when_it_last_changed_while_its_status_stays() -> None
     assert status["Conflict"].last_transition == "2020-01-01T00:00:00Z"
     assert status["Valid"].last_transition == "2001-09-09T01:46:40Z"
     assert status["Other"].reason == "X"  # others' conditions are kept as they are
+
+
+def test_a_member_away_rewrites_only_the_imports_it_was_part_of() -> None:
+    members = [member("east", (export("a"), service("a"))),
+               member("west", (export("b"), service("b")))]  # fmt: skip
+    current = stored(merge(members, current=stored(merge(members).imports)).imports)
+    away = merge([members[0], Member("west", None)], current=current, now=100)
+    plan = calculate_imports(away.imports, current, cluster_id="east")
+    assert {c.remote for c in plan.changes} == {Ref("shop", "b")}  # the record of west, on b
+    assert plan.changes[0].reason == "annotations"
