@@ -540,15 +540,6 @@ def export_from_api(obj: Json) -> ServiceExport:
     )
 
 
-def _mcs_port(p: Json) -> EndpointPort:
-    return EndpointPort(
-        name=p.get("name") or "",
-        port=int(p["port"]),
-        protocol=p.get("protocol") or "TCP",
-        app_protocol=p.get("appProtocol"),
-    )
-
-
 def import_from_api(obj: Json) -> ServiceImport:
     spec = obj.get("spec") or {}
     affinity = None
@@ -559,7 +550,7 @@ def import_from_api(obj: Json) -> ServiceImport:
     return ServiceImport(
         meta=meta_from_api(obj),
         type=spec.get("type") or "ClusterSetIP",
-        ports=tuple(sorted(map(_mcs_port, spec.get("ports") or ()), key=_port_key)),
+        ports=tuple(sorted(map(_endpoint_port, spec.get("ports") or ()), key=_port_key)),
         ips=tuple(spec.get("ips") or ()),
         ip_families=tuple(spec.get("ipFamilies") or ()),
         affinity_timeout=affinity,

@@ -342,18 +342,29 @@ def _endpoint_changes(
         out.append(
             Change(diff[0], "Endpoints", name, remote, mirror.endpoints, current_ep, diff[1])
         )
-    wanted = {s.meta.ref.name: s for s in mirror.slices}
-    for slice_name, want in sorted(wanted.items()):
-        have = current_slices.get(slice_name)
+    why = "replaced by Endpoints" if mirror.endpoints else "its remote slice is gone"
+    return out + _slice_changes(name, remote, mirror.slices, current_slices, why)
+
+
+def _slice_changes(
+    name: str,
+    remote: Ref | None,
+    wanted: Iterable[EndpointSlice],
+    current: Mapping[str, EndpointSlice],
+    gone_because: str,
+) -> list[Change]:
+    """What turns the current slices of a mirror (or an import) into the wanted ones."""
+    by_name = {s.meta.ref.name: s for s in wanted}
+    out: list[Change] = []
+    for slice_name, want in sorted(by_name.items()):
+        have = current.get(slice_name)
         if have is None:
             out.append(Change("create", "EndpointSlice", name, remote, want, None, "new"))
         elif (diff := slice_change(want, have)) is not None:
             out.append(Change(diff[0], "EndpointSlice", name, remote, want, have, diff[1]))
-    for slice_name in sorted(set(current_slices) - set(wanted)):
-        why = "replaced by Endpoints" if mirror.endpoints else "its remote slice is gone"
-        out.append(
-            Change("delete", "EndpointSlice", name, remote, None, current_slices[slice_name], why)
-        )
+    for slice_name in sorted(set(current) - set(by_name)):
+        out.append(Change("delete", "EndpointSlice", name, remote, None, current[slice_name],
+                          gone_because))  # fmt: skip
     return out
 
 
@@ -441,20 +452,12 @@ def calculate_imports(
         elif (diff := import_change(service_import, have)) is not None:
             changes.append(Change(diff[0], "ServiceImport", name, ref, service_import, have,
                                   diff[1]))  # fmt: skip
-        wanted = {s.meta.ref.name: s for s in want.slices}
-        current_slices = slices.get(ref, {})
-        for slice_name, one in sorted(wanted.items()):
-            before = current_slices.get(slice_name)
-            if before is None:
-                changes.append(Change("create", "EndpointSlice", name, ref, one, None, "new"))
-            elif (diff := slice_change(one, before)) is not None:
-                changes.append(Change(diff[0], "EndpointSlice", name, ref, one, before, diff[1]))
-        for slice_name in sorted(set(current_slices) - set(wanted)):
-            gone = current_slices[slice_name]
-            (replaced if want.slices else deletes).append(
-                Change("delete", "EndpointSlice", name, ref, None, gone,
-                       "its member's slice is gone")
-            )  # fmt: skip
+        gone = "its member's slice is gone"
+        for change in _slice_changes(name, ref, want.slices, slices.get(ref, {}), gone):
+            if change.action != "delete":
+                changes.append(change)
+            else:
+                (replaced if want.slices else deletes).append(change)
 
     for ref in sorted(set(imports) - set(desired) - left, key=lambda r: (r.namespace, r.name)):
         name, why = str(ref), "no member exports it any more"
