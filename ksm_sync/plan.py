@@ -300,17 +300,7 @@ def calculate(
                 Change("delete", "EndpointSlice", name, remote_of(gone.meta), None, gone, ORPHAN)
             )
 
-    allowed = [d for d in deletes if _deletable(d.remote, policy)]
-    held = [d for d in deletes if not _deletable(d.remote, policy)]
-    guard = _guard(set(current_services), allowed, policy)
-    if guard is not None:
-        held, allowed = deletes, []
-    # Replacing an endpoint object keeps the name answering: neither the guard's business
-    # nor --no-svc-sync's; but upsert-only deletes nothing at all.
-    if policy.delete:
-        allowed += replaced
-    else:
-        held += replaced
+    allowed, held, guard = _held_back(deletes, replaced, set(current_services), policy)
     touched = {c.name for c in changes + deletes + replaced} | {c.mirror_name for c in conflicts}
     written = [m for name, m in desired.items() if name not in others or name in current_services]
     return Plan(
@@ -366,6 +356,30 @@ def _slice_changes(
         out.append(Change("delete", "EndpointSlice", name, remote, None, current[slice_name],
                           gone_because))  # fmt: skip
     return out
+
+
+def _held_back(
+    deletes: list[Change],
+    replaced: list[Change],
+    existing: set[str],
+    policy: Policy,
+    what: str = "mirrors",
+) -> tuple[list[Change], list[Change], str | None]:
+    """The deletes allowed, those the policies or the guard hold back, and the guard's why.
+
+    Replacing an endpoint object keeps the name answering: neither the guard's business nor
+    --no-svc-sync's; but upsert-only deletes nothing at all.
+    """
+    allowed = [d for d in deletes if _deletable(d.remote, policy)]
+    held = [d for d in deletes if not _deletable(d.remote, policy)]
+    guard = _guard(existing, allowed, policy, what)
+    if guard is not None:
+        held, allowed = list(deletes), []
+    if policy.delete:
+        allowed += replaced
+    else:
+        held += replaced
+    return allowed, held, guard
 
 
 def _guard(
@@ -484,15 +498,8 @@ def calculate_imports(
             ref = status.meta.ref
             changes.append(Change(diff[0], "ServiceExport", str(ref), ref, status, before, diff[1]))
 
-    allowed = [d for d in deletes if _deletable(d.remote, policy)]
-    held = [d for d in deletes if not _deletable(d.remote, policy)]
-    guard = _guard({str(r) for r in imports}, allowed, policy, "ServiceImports")
-    if guard is not None:
-        held, allowed = deletes, []
-    if policy.delete:
-        allowed += replaced
-    else:
-        held += replaced
+    existing = {str(r) for r in imports}
+    allowed, held, guard = _held_back(deletes, replaced, existing, policy, "ServiceImports")
     touched = {c.name for c in changes + deletes + replaced}
     return Plan(
         changes=tuple(changes + allowed),
