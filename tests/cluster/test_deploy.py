@@ -515,6 +515,21 @@ def dockerfile_stages(text: str) -> list[Stage]:
     return stages
 
 
+def test_the_build_context_is_what_the_dockerfile_copies() -> None:
+    """.dockerignore lets through exactly the build stage's COPY sources."""
+    build, _ = dockerfile_stages(DOCKERFILE.read_text())
+    copied = {
+        source.rstrip("/")
+        for keyword, rest in build.instructions
+        if keyword == "COPY"
+        for source in shlex.split(rest)[:-1]
+    }
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    assert patterns[0] == "*"
+    assert {p[1:] for p in patterns if p.startswith("!")} == copied
+
+
 def test_the_image_install_steps_install_a_working_ksm_sync(tmp_path: Path) -> None:
     """Copies what the build stage copies, runs what it runs, then what the image runs."""
     build, runtime = dockerfile_stages(DOCKERFILE.read_text())
