@@ -17,6 +17,7 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -607,6 +608,46 @@ def test_ksm_sync_was_built_by_the_locked_backend(image: Image) -> None:
     [pinned] = re.findall(r"^setuptools==(\S+) ", (REPO / "requirements.lock").read_text(), re.M)
     [wheel] = image.venv.glob("lib/python3*/site-packages/ksm_sync-*.dist-info/WHEEL")
     assert f"Generator: setuptools ({pinned})" in wheel.read_text()
+
+
+def test_the_go_programs_entrypoint_runs_loop(image: Image, world: World, tmp_path: Path) -> None:
+    """An old kube-service-mirror Deployment's command and Go-style args, unchanged, run
+    `loop`: the mirror appears, and SIGTERM ends it with 0."""
+    runs = [json.loads(rest) for keyword, rest in image.runtime.instructions if keyword == "RUN"]
+    assert runs == [["ln", "-s", "/opt/ksm-sync/bin/kube-service-mirror", "/kube-service-mirror"]]
+    world.service("web")
+    world.slice("web", "web-abcde", endpoints("10.1.0.1"))
+    mirror = world.mirror_name("web")
+    log = tmp_path / "stderr"
+    go_args = [
+        "-label-selector", world.selector,
+        "-svc-prefix", world.prefix,
+        "-target-kube-config", world.remote.kubeconfig,
+        "-kube-config", world.local.kubeconfig,
+        "-mirror-ns", world.mirror_ns,
+        "-resync-period=1s",
+        "-listen-address=",
+    ]  # fmt: skip
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [str(image.venv / "bin" / "kube-service-mirror"), *go_args],
+            env=_clean_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            slices = f"kubernetes.io/service-name={mirror}"
+            while not world.local.list("EndpointSlice", world.mirror_ns, slices):
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            assert mirror in world.mirrors()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+    stderr = log.read_text()
+    assert code == 0, stderr
+    assert " loop: " in stderr, stderr  # the start line names the command that ran
 
 
 def _clean_env() -> dict[str, str]:
