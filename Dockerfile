@@ -20,6 +20,8 @@ LABEL org.opencontainers.image.title="ksm-sync" \
       org.opencontainers.image.description="Mirror Services and Endpoints of a remote Kubernetes cluster into one local namespace" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /opt/ksm-sync /opt/ksm-sync
+# kube-service-mirror's image ran /kube-service-mirror: an old Deployment's command runs `loop`.
+RUN ["ln", "-s", "/opt/ksm-sync/bin/kube-service-mirror", "/kube-service-mirror"]
 ENV PATH=/opt/ksm-sync/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

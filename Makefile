@@ -42,11 +42,16 @@ lint: $(BIN)/ksm-sync
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Regenerates both lock files from pyproject.toml.
+# Regenerates both lock files from pyproject.toml, keeping the pins they have where they still fit.
+# requirements.lock also pins the build backend ([build-system] requires), which
+# scripts/install-runtime installs from it to build ksm-sync without build isolation.
 lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet uv
-	.lock-venv/bin/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
+	.lock-venv/bin/python -c 'import tomllib; \
+		print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		>.lock-venv/build-system.in
+	.lock-venv/bin/uv pip compile pyproject.toml .lock-venv/build-system.in --python-version 3.11 --generate-hashes -o requirements.lock
 	.lock-venv/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements-dev.lock
 	rm -rf .lock-venv
 

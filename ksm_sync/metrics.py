@@ -137,11 +137,14 @@ class Metrics:
             ["side", "cluster"],
             registry=r,
         )
+        # Not labelled `prefix`: a Pushgateway gives every pushed series the grouping key's
+        # labels, which would overwrite it, and reject a push with two retired prefixes.
         self.retired = Gauge(
             "ksm_sync_retired_mirrors",
             "Mirrors in the mirror namespace of a prefix the --config file no longer has (a "
-            "remote dropped from it), by prefix, as the last pass that ran found them.",
-            ["prefix"],
+            "remote dropped from it), by retired prefix, as the last pass that ran found them "
+            '(retired_prefix="": none).',
+            ["retired_prefix"],
             registry=r,
         )
         self.guard = Gauge(
@@ -204,6 +207,8 @@ class Metrics:
         self.retired.clear()
         for prefix, count in report.retired.items():
             self.retired.labels(prefix).set(count)
+        if not report.retired:  # a sample: a Pushgateway keeps a family that a push lacks
+            self.retired.labels("").set(0)
         for remote in report.read:
             self.remote_up.labels(remote).set(1)
         for remote, counts in report.by_remote.items():
@@ -242,13 +247,18 @@ class Metrics:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    @property
+    def grouping_key(self) -> dict[str, str]:
+        """The Pushgateway group of this run's pushes: apart from other ksm-syncs'."""
+        return {"prefix": self.prefix, "mirror_namespace": self.mirror_namespace}
+
     def push(self, url: str, *, timeout: float = 10.0) -> None:
         """Pushes to a Pushgateway; POST (pushadd) keeps a previously pushed last success."""
         pushadd_to_gateway(
             url,
             job=PUSH_JOB,
             registry=self.registry,
-            grouping_key={"prefix": self.prefix, "mirror_namespace": self.mirror_namespace},
+            grouping_key=self.grouping_key,
             timeout=timeout,
         )
 

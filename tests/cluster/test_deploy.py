@@ -17,6 +17,7 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -516,11 +517,21 @@ def dockerfile_stages(text: str) -> list[Stage]:
     return stages
 
 
-def test_the_image_install_steps_install_a_working_ksm_sync(tmp_path: Path) -> None:
-    """Copies what the build stage copies, runs what it runs, then what the image runs."""
+@dataclass(frozen=True)
+class Image:
+    """What the image would hold: the build stage's venv, made for real, and the runtime stage."""
+
+    venv: Path
+    runtime: Stage
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    """Copies what the build stage copies and runs what it runs (about a minute)."""
     build, runtime = dockerfile_stages(DOCKERFILE.read_text())
     assert build.base == runtime.base.split()[0]  # the venv's interpreter is the runtime's
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", runtime.base), runtime.base
+    tmp_path = tmp_path_factory.mktemp("image")
     src = tmp_path / "src"
     workdir = Path("/")
     runs = []
@@ -554,13 +565,32 @@ def test_the_image_install_steps_install_a_working_ksm_sync(tmp_path: Path) -> N
     )
     assert install.returncode == 0, install.stdout + install.stderr
     print(f"install-runtime took {time.monotonic() - started:.1f}s")
+    return Image(venv, runtime)
 
-    runtime_env = dict(runtime.instructions)
+
+def test_the_build_context_is_what_the_dockerfile_copies() -> None:
+    """.dockerignore lets through exactly the build stage's COPY sources."""
+    build, _ = dockerfile_stages(DOCKERFILE.read_text())
+    copied = {
+        source.rstrip("/")
+        for keyword, rest in build.instructions
+        if keyword == "COPY"
+        for source in shlex.split(rest)[:-1]
+    }
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    assert patterns[0] == "*"
+    assert {p[1:] for p in patterns if p.startswith("!")} == copied
+
+
+def test_the_image_install_steps_install_a_working_ksm_sync(image: Image) -> None:
+    """Then runs what the image runs."""
+    runtime_env = dict(image.runtime.instructions)
     assert runtime_env["ENTRYPOINT"] == '["ksm-sync"]' and runtime_env["CMD"] == '["once"]'
     assert re.fullmatch(r"\d+:\d+", runtime_env["USER"]) and not runtime_env["USER"].startswith(
         "0:"
     )
-    ksm_sync = venv / "bin" / "ksm-sync"
+    ksm_sync = image.venv / "bin" / "ksm-sync"
     help_text = subprocess.run(
         [str(ksm_sync), "--help"], capture_output=True, text=True, timeout=60, env=_clean_env()
     )
@@ -570,7 +600,55 @@ def test_the_image_install_steps_install_a_working_ksm_sync(tmp_path: Path) -> N
         [str(ksm_sync), "once"], capture_output=True, text=True, timeout=60, env=_clean_env()
     )
     assert default.returncode == 2 and "label-selector" in default.stderr, default.stderr
-    assert not (venv / "bin" / "pip").exists()  # no installer left in the runtime
+    assert not (image.venv / "bin" / "pip").exists()  # no installer left in the runtime
+
+
+def test_ksm_sync_was_built_by_the_locked_backend(image: Image) -> None:
+    """The wheel pip built of ksm-sync names its builder: the setuptools of requirements.lock.
+    (Build isolation would fetch the newest instead: the same version until the next release.)"""
+    [pinned] = re.findall(r"^setuptools==(\S+) ", (REPO / "requirements.lock").read_text(), re.M)
+    [wheel] = image.venv.glob("lib/python3*/site-packages/ksm_sync-*.dist-info/WHEEL")
+    assert f"Generator: setuptools ({pinned})" in wheel.read_text()
+
+
+def test_the_go_programs_entrypoint_runs_loop(image: Image, world: World, tmp_path: Path) -> None:
+    """An old kube-service-mirror Deployment's command and Go-style args, unchanged, run
+    `loop`: the mirror appears, and SIGTERM ends it with 0."""
+    runs = [json.loads(rest) for keyword, rest in image.runtime.instructions if keyword == "RUN"]
+    assert runs == [["ln", "-s", "/opt/ksm-sync/bin/kube-service-mirror", "/kube-service-mirror"]]
+    world.service("web")
+    world.slice("web", "web-abcde", endpoints("10.1.0.1"))
+    mirror = world.mirror_name("web")
+    log = tmp_path / "stderr"
+    go_args = [
+        "-label-selector", world.selector,
+        "-svc-prefix", world.prefix,
+        "-target-kube-config", world.remote.kubeconfig,
+        "-kube-config", world.local.kubeconfig,
+        "-mirror-ns", world.mirror_ns,
+        "-resync-period=1s",
+        "-listen-address=",
+    ]  # fmt: skip
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [str(image.venv / "bin" / "kube-service-mirror"), *go_args],
+            env=_clean_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            slices = f"kubernetes.io/service-name={mirror}"
+            while not world.local.list("EndpointSlice", world.mirror_ns, slices):
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            assert mirror in world.mirrors()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+    stderr = log.read_text()
+    assert code == 0, stderr
+    assert " loop: " in stderr, stderr  # the start line names the command that ran
 
 
 def _clean_env() -> dict[str, str]:

@@ -321,7 +321,7 @@ def test_a_remote_dropped_from_the_config_is_named_retired_and_pruned_only_if_as
 
     assert told.returncode == 0, told.stderr
     assert f"retired prefix '{b}': 1 mirrors in {world.mirror_ns}" in told.stderr
-    assert f'ksm_sync_retired_mirrors{{prefix="{b}"}} 1.0' in metrics.read_text()
+    assert f'ksm_sync_retired_mirrors{{retired_prefix="{b}"}} 1.0' in metrics.read_text()
     assert {n: m["metadata"]["resourceVersion"] for n, m in mirrors_of(world, b).items()} == kept
     other = run_cli(["once", "--config", write_config(world, tmp_path / "other.yaml", only_a,
                                                       otherPrefixes=[b])])  # fmt: skip

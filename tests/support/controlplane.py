@@ -55,6 +55,7 @@ STOP_TIMEOUT = 5.0  # SIGTERM, then SIGKILL: a server still starting up may igno
 KWOK_STAGES = Path(__file__).with_name("kwok.yaml")
 _CLIENTS_OF_THE_SERVER = ("kube-controller-manager", "kube-scheduler", "kwok")
 COMPONENTS = ("etcd", "kube-apiserver", *_CLIENTS_OF_THE_SERVER)
+TOOLS = ("coredns", "kubectl", "promtool")  # built beside the planes' components, run by tests
 CONTROLLERS = (
     "deployment", "replicaset", "statefulset", "endpoint", "endpointslice",
     "endpointslicemirroring", "garbagecollector", "namespace", "serviceaccount",
@@ -149,9 +150,10 @@ def pod_range(name: str) -> str:
 
 
 def binaries() -> dict[str, Path]:
-    """The binaries by name: those in KSM_BINARIES_DIR if set, else built when missing."""
+    """The binaries by name (the planes', CoreDNS, kubectl, promtool): those in
+    KSM_BINARIES_DIR if set, else built when missing."""
     if given := os.environ.get("KSM_BINARIES_DIR"):
-        names = (*COMPONENTS, "coredns", *(f"{crd}.yaml" for crd in MCS_CRDS))
+        names = (*COMPONENTS, *TOOLS, *(f"{crd}.yaml" for crd in MCS_CRDS))
         return {name: Path(given) / name for name in names}
     out = subprocess.run(
         [str(REPO / "scripts" / "build-binaries")], check=True, stdout=subprocess.PIPE, text=True
