@@ -506,7 +506,7 @@ def _log_abandoned(outcomes: list[Outcome]) -> None:
         )
 
 
-_RBAC = {"remote": "deploy/remote-rbac.yaml", "local": "cronjob.yaml"}  # each side's grants
+_RBAC = {"remote": "deploy/remote/remote-rbac.yaml", "local": "cronjob.yaml"}  # each side's grants
 
 
 def _why(error: Exception, namespace: str) -> str:

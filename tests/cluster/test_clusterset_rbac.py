@@ -1,4 +1,4 @@
-"""deploy/clusterset.yaml, checked for real: its two ClusterRoles are enough for a member's
+"""deploy/clusterset, checked for real: its two ClusterRoles are enough for a member's
 passes (create, update, delete, conflicts) and no more than enough (each granted verb is used,
 and taking any one away breaks a pass). `east` (the local plane) runs ksm-sync as the
 manifest's `ksm-sync`; it reads `west` (the remote plane) as west's `ksm-sync-reader`.
@@ -30,7 +30,7 @@ from tests.support.cli import REPO, run_cli
 from tests.support.cluster import Cluster, HttpError, Json, endpoint_slice, service
 from tests.support.clusterset import MCS
 
-CLUSTERSET = REPO / "deploy" / "clusterset.yaml"
+CLUSTERSET = REPO / "deploy" / "clusterset" / "clusterset.yaml"
 WRITER, READER = "ksm-sync-clusterset", "ksm-sync-clusterset-reader"
 
 

@@ -1,4 +1,4 @@
-"""What ships: cronjob.yaml, deploy/remote-rbac.yaml and the Dockerfile, checked for real.
+"""What ships: cronjob.yaml, deploy/remote/remote-rbac.yaml and the Dockerfile, checked for real.
 
 The RBAC of both manifests is shown to be enough (a full pass as those identities only) and
 no more than enough (each granted verb is used, and taking any one away breaks a pass). The
@@ -34,8 +34,8 @@ from tests.support.cluster import Cluster, HttpError, Json, endpoint_slice
 from tests.support.world import World
 
 CRONJOB = REPO / "cronjob.yaml"
-REMOTE_RBAC = REPO / "deploy" / "remote-rbac.yaml"
-SEVERAL_REMOTES = REPO / "deploy" / "several-remotes.yaml"
+REMOTE_RBAC = REPO / "deploy" / "remote" / "remote-rbac.yaml"
+SEVERAL_REMOTES = REPO / "deploy" / "several-remotes" / "several-remotes.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 INSTALL_TIMEOUT = 600
 
@@ -134,7 +134,7 @@ def _local_identity(world: World, removed: Grant | None) -> tuple[str, str]:
 
 
 def _remote_identity(world: World, removed: Grant | None) -> tuple[str, str]:
-    """deploy/remote-rbac.yaml in the test's remote namespace, cluster objects renamed."""
+    """deploy/remote/remote-rbac.yaml in the test's remote namespace, cluster objects renamed."""
     ns, suffix = world.remote_ns, secrets.token_hex(3)
     objects = [d for d in manifest(REMOTE_RBAC) if d["kind"] != "Namespace"]
     for obj in objects:
@@ -401,7 +401,7 @@ def test_a_local_role_without_any_one_verb_breaks_a_pass(
 def test_a_remote_role_without_any_one_verb_breaks_the_pass(
     world: World, tmp_path: Path, removed: Grant
 ) -> None:
-    """Each verb of deploy/remote-rbac.yaml's ClusterRole is needed."""
+    """Each verb of deploy/remote/remote-rbac.yaml's ClusterRole is needed."""
     ids = identities(world, tmp_path, remote_removed=removed)
     world.service("web")
     broken = run_pass(ids)
@@ -675,7 +675,7 @@ def test_the_demo_runs_end_to_end_and_leaves_nothing_behind() -> None:
 def test_the_several_remotes_example_is_accepted_and_its_config_is_valid(
     local: Cluster, tmp_path: Path
 ) -> None:
-    """deploy/several-remotes.yaml, unmodified, with strict validation; its config file
+    """deploy/several-remotes's manifest, unmodified, with strict validation; its config file
     passes ksm-sync's own checks."""
     with contextlib.suppress(HttpError):  # made by the test of cronjob.yaml, or not yet
         create_strictly(local, one(manifest(CRONJOB), "Namespace"))

@@ -67,7 +67,9 @@ AUDITED = [
      "resources": ["serviceimports", "serviceimports/status", "serviceexports",
                    "serviceexports/status"]},
 ]  # fmt: skip
-MCS_CRDS = ("serviceexports", "serviceimports")  # mcs-api's, as scripts/build-binaries caches them
+# The CRDs scripts/build-binaries caches beside the binaries, by file stem.
+MCS_CRDS = ("multicluster.x-k8s.io_serviceexports", "multicluster.x-k8s.io_serviceimports")
+PROMETHEUS_RULE_CRD = "monitoring.coreos.com_prometheusrules"
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
@@ -153,7 +155,7 @@ def binaries() -> dict[str, Path]:
     """The binaries by name (the planes', CoreDNS, kubectl, promtool): those in
     KSM_BINARIES_DIR if set, else built when missing."""
     if given := os.environ.get("KSM_BINARIES_DIR"):
-        names = (*COMPONENTS, *TOOLS, *(f"{crd}.yaml" for crd in MCS_CRDS))
+        names = (*COMPONENTS, *TOOLS, *(f"{crd}.yaml" for crd in (*MCS_CRDS, PROMETHEUS_RULE_CRD)))
         return {name: Path(given) / name for name in names}
     out = subprocess.run(
         [str(REPO / "scripts" / "build-binaries")], check=True, stdout=subprocess.PIPE, text=True
