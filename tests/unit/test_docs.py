@@ -1,0 +1,67 @@
+"""The documentation against the code: every key of the config file, every metric and its labels."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ksm_sync import config
+from ksm_sync.metrics import Metrics
+from ksm_sync.report import Report
+from tests.support.cli import REPO
+
+DOCS = REPO / "docs"
+REFERENCE = DOCS / "reference"
+
+
+def sections(text: str) -> dict[str, str]:
+    """A page's `## ` sections by heading."""
+    parts = re.split(r"^## (.+)$", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+@pytest.mark.parametrize(
+    ("heading", "keys"),
+    [
+        ("Top level", config.TOP),
+        ("Top level", config.LOCAL),  # in the row of `local`
+        ("`remotes[]`", config.REMOTE),
+        ("`global`", config.GLOBAL),
+        ("`clusterSet`", config.CLUSTER_SET),
+    ],
+)
+def test_every_key_of_the_config_file_is_documented(heading: str, keys: set[str]) -> None:
+    section = sections((REFERENCE / "config-file.md").read_text())[heading]
+    missing = sorted(key for key in keys if f"`{key}`" not in section)
+    assert not missing, f"docs/reference/config-file.md, section {heading}: {missing}"
+
+
+def exported() -> dict[str, set[str]]:
+    """Every series name ksm-sync exports (histograms by their own name), with its labels."""
+    metrics = Metrics(version="0", prefix="p", mirror_namespace="m", remotes=("remote",),
+                      resync_period=60.0)  # fmt: skip
+    metrics.record(Report(remote_errors={"remote": "unreachable"}))
+    counts = {"created": 1, "unchanged": 1}
+    metrics.record(Report(counts=counts, by_remote={"remote": counts}, retired={"old": 2},
+                          objects={"remote_services": 1}))  # fmt: skip
+    metrics.request("local", "local", "list", 200, 0.01)
+    names: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for sample in family.samples:
+            name = family.name if family.type == "histogram" else sample.name
+            names.setdefault(name, set()).update(set(sample.labels) - {"le"})
+    return names
+
+
+def test_every_metric_and_its_labels_are_documented() -> None:
+    rows = {
+        match[1]: match[0]
+        for match in re.findall(r"^(\| `(ksm_sync_\w+)` \|.*)$",
+                                (REFERENCE / "metrics.md").read_text(), flags=re.MULTILINE)
+    }  # fmt: skip
+    for name, labels in exported().items():
+        assert name in rows, f"docs/reference/metrics.md has no row for {name}"
+        missing = sorted(label for label in labels if f"`{label}`" not in rows[name])
+        assert not missing, f"docs/reference/metrics.md, {name}: labels {missing}"
