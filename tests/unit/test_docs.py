@@ -1,8 +1,11 @@
-"""The documentation against the code: every key of the config file, every metric and its labels."""
+"""The documentation against the code: the generated CLI reference, every key of the config file,
+every metric and its labels."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,6 +17,18 @@ from tests.support.cli import REPO
 
 DOCS = REPO / "docs"
 REFERENCE = DOCS / "reference"
+GENERATE = ".venv/bin/python scripts/cli-reference > docs/reference/cli.md"
+
+
+def test_the_cli_reference_is_what_the_generator_prints() -> None:
+    printed = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "cli-reference")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    written = (REFERENCE / "cli.md").read_text()
+    assert written == printed, f"docs/reference/cli.md is out of date: run `{GENERATE}`"
 
 
 def sections(text: str) -> dict[str, str]:
