@@ -1,11 +1,12 @@
 """The documentation against the code: the generated CLI reference, every key of the config file,
-every metric and its labels."""
+every metric and its labels, one example selector, and relative links that lead somewhere."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,6 +18,7 @@ from tests.support.cli import REPO
 
 DOCS = REPO / "docs"
 REFERENCE = DOCS / "reference"
+PAGES = sorted([REPO / "README.md", REPO / "CONTRIBUTING.md", *DOCS.rglob("*.md")])
 GENERATE = ".venv/bin/python scripts/cli-reference > docs/reference/cli.md"
 
 
@@ -80,3 +82,57 @@ def test_every_metric_and_its_labels_are_documented() -> None:
         assert name in rows, f"docs/reference/metrics.md has no row for {name}"
         missing = sorted(label for label in labels if f"`{label}`" not in rows[name])
         assert not missing, f"docs/reference/metrics.md, {name}: labels {missing}"
+
+
+SELECTORS = {"ksm-sync/mirror=true", "ksm-sync/global=true"}
+SELECTOR = re.compile(
+    r"(?:-label-selector[ =]|labelSelector: |KSM_LABEL_SELECTOR.*\n\s*value: |label selector ')"
+    r"([^\s'`,]+)"
+)
+
+
+def test_examples_use_one_label_selector() -> None:
+    """ksm-sync/mirror=true (and ksm-sync/global=true for global services), everywhere."""
+    files = [*PAGES, REPO / "cronjob.yaml", *(REPO / "deploy").rglob("*.yaml")]
+    found = {
+        f"{path.relative_to(REPO)}: {value}"
+        for path in files
+        for value in SELECTOR.findall(path.read_text())
+        if "=" in value and value not in SELECTORS
+    }
+    assert not found
+
+
+CODE = re.compile(r"^```.*?^```|`[^`\n]*`", flags=re.MULTILINE | re.DOTALL)
+LINK = re.compile(r"\]\(([^)\s]+)\)|^\[[^\]]+\]: (\S+)", flags=re.MULTILINE)
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings."""
+    found: set[str] = set()
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.MULTILINE | re.DOTALL)
+    for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.MULTILINE):
+        heading = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link: its text
+        slug = re.sub(r"[^\w\- ]", "", heading.replace("`", "").strip().lower()).replace(" ", "-")
+        anchor, n = slug, 0
+        while anchor in found:
+            n += 1
+            anchor = f"{slug}-{n}"
+        found.add(anchor)
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_lead_to_files_and_headings_that_exist(page: Path) -> None:
+    broken = []
+    for inline, reference in LINK.findall(CODE.sub("", page.read_text())):
+        target = inline or reference
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        goal = (page.parent / path).resolve() if path else page
+        if not goal.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and goal.suffix == ".md" and anchor not in anchors(goal):
+            broken.append(f"{target}: no such heading")
+    assert not broken, f"{page.relative_to(REPO)}: {broken}"
