@@ -82,7 +82,7 @@ def _options(
     config: Annotated[str | None, typer.Option(
         envvar="KSM_CONFIG", rich_help_panel=MIRRORING, show_default=False,
         help="YAML file of several remotes (and global services), instead of the remote "
-        "options: see the README's \"Several remotes\".")] = None,
+        "options: see docs/several-remotes.md.")] = None,
     kube_config: Annotated[str | None, typer.Option(
         envvar="KSM_KUBE_CONFIG", rich_help_panel=LOCAL, show_default=False,
         help="Kubeconfig of the local cluster. Default: KUBECONFIG, then in-cluster, "
@@ -481,7 +481,7 @@ def _loop(
             if took > period:
                 logger.bind(pass_seconds=round(took, 3), resync_period=period).warning(
                     "the pass took {:.1f}s, longer than --resync-period {}: the next starts "
-                    "now (see the README's 'Choosing the resync period')",
+                    "now (see 'Choosing the resync period' in docs/performance.md)",
                     took,
                     format_duration(period),
                 )

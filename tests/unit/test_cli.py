@@ -1,4 +1,4 @@
-"""The command line without a cluster: Go spellings, help, and the README's option table."""
+"""The command line without a cluster: Go spellings, help, and the reference's option tables."""
 
 from __future__ import annotations
 
@@ -48,13 +48,13 @@ def test_help_groups_options_and_shows_variables() -> None:
     assert "default: 1h0m0s" in result.stdout
 
 
-def test_readme_table_documents_every_option_and_variable() -> None:
-    readme = (REPO / "README.md").read_text()
+def test_cli_reference_documents_every_option_and_variable() -> None:
+    reference = (REPO / "docs" / "reference" / "cli.md").read_text()
     for param in inspect.signature(_options).parameters.values():
         option = "--" + param.name.replace("_", "-")
-        assert f"| `{option}" in readme, option
+        assert f"| `{option}" in reference, option
         if param.name != "remote_sa_token_path":
-            assert f"`KSM_{param.name.upper()}`" in readme, param.name
+            assert f"`KSM_{param.name.upper()}`" in reference, param.name
 
 
 HEAVY = {"kubernetes", "prometheus_client", "tenacity", "yaml", "urllib3"}

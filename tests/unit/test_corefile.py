@@ -18,7 +18,7 @@ from ksm_sync.naming import mirror_name
 from tests.support.cli import REPO, run_cli
 
 BLOCK = server_block("east", "mirrors")
-README = (REPO / "README.md").read_text()
+DESIGN = (REPO / "docs" / "design.md").read_text()
 
 
 def rules(block: str, kind: str) -> list[tuple[str, str]]:
@@ -162,11 +162,11 @@ def test_names_that_cannot_be_part_of_a_dns_name_are_refused(
         server_block(*args)
 
 
-def test_the_cli_prints_the_block_and_the_readme_shows_it() -> None:
+def test_the_cli_prints_the_block_and_the_design_page_shows_it() -> None:
     result = run_cli(["corefile", "--svc-prefix", "east", "--mirror-ns", "mirrors"])
     assert result.returncode == 0, result.stderr
     assert result.stdout == BLOCK
-    assert f"```\n{BLOCK}```" in README
+    assert f"```\n{BLOCK}```" in DESIGN
     refused = run_cli(["corefile", "--svc-prefix", "east", "--mirror-ns", "Mirrors"])
     assert refused.returncode == 2 and "not a namespace name" in refused.stderr
     outage = run_cli(["corefile", "--svc-prefix", "east", "--mirror-ns", "mirrors",
