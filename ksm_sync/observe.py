@@ -21,6 +21,7 @@ from ksm_sync.model import (
     MCS_GROUP,
     Endpoints,
     EndpointSlice,
+    Json,
     Kind,
     Ref,
     Service,
@@ -155,13 +156,25 @@ def observe_exports(kube: Kube, page_size: int = PAGE_SIZE) -> Exported:
     exports = _list(kube, collection_path("ServiceExport", mcs_version=version), {},
                     export_from_api, page_size)  # fmt: skip
     wanted = {e.meta.ref for e in exports}
-    services = _list(kube, collection_path("Service"), {}, service_from_api, page_size)
+
+    # No label says which Services (and slices) are exported: every one is listed, and those
+    # of other Services are dropped as their page comes, never converted.
+    def service(raw: Json) -> Service | None:
+        meta = raw["metadata"]
+        return service_from_api(raw) if Ref(meta["namespace"], meta["name"]) in wanted else None
+
+    def slice_of(raw: Json) -> EndpointSlice | None:
+        meta = raw["metadata"]
+        name = (meta.get("labels") or {}).get(ownership.SERVICE_NAME_LABEL, "")
+        return slice_from_api(raw) if Ref(meta["namespace"], name) in wanted else None
+
+    services = _list(kube, collection_path("Service"), {}, service, page_size)
     slices = _list(kube, collection_path("EndpointSlice"), {"labelSelector": OWN_SLICES},
-                   slice_from_api, page_size)  # fmt: skip
+                   slice_of, page_size)  # fmt: skip
     return Exported(
         exports=exports,
-        services=tuple(s for s in services if s.meta.ref in wanted),
-        slices=tuple(s for s in slices if Ref(s.meta.ref.namespace, s.service) in wanted),
+        services=tuple(s for s in services if s is not None),
+        slices=tuple(s for s in slices if s is not None),
         version=version,
     )
 
