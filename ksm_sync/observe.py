@@ -189,16 +189,17 @@ def observe_imports(
         path = collection_path(kind, mcs_version=version)
         return _list(kube, path, query, convert, page_size)
 
-    namespaces = _list(kube, "/api/v1/namespaces", {}, lambda n: n, page_size)
+    def usable(namespace: Json) -> str | None:
+        """Its name, unless it is being deleted (nothing can be created in it)."""
+        terminating = (namespace.get("status") or {}).get("phase") == "Terminating"
+        return None if terminating else namespace["metadata"]["name"]
+
+    namespaces = _list(kube, "/api/v1/namespaces", {}, usable, page_size)
     return Imported(
         imports=ours("ServiceImport", import_from_api),
         derived=ours("Service", service_from_api),
         slices=ours("EndpointSlice", slice_from_api),
-        namespaces=frozenset(
-            n["metadata"]["name"]
-            for n in namespaces
-            if (n.get("status") or {}).get("phase") != "Terminating"
-        ),
+        namespaces=frozenset(n for n in namespaces if n is not None),
     )
 
 
