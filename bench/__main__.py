@@ -32,9 +32,8 @@ from bench.measure import (
     FLOOR_AGENT,
     KSM_AGENT,
     SEED_AGENT,
-    AuditWindow,
+    Audits,
     Run,
-    by_verb,
     run_ksm,
     writes,
 )
@@ -85,24 +84,18 @@ class Bench:
         self.local_floor = raw(self.local_plane, FLOOR_AGENT)
         self.floor_seed = raw(floor_plane, SEED_AGENT)
         self.floor_writes = raw(floor_plane, FLOOR_AGENT)  # the floor's own local cluster
-        self.audits = [
-            AuditWindow(p.audit_log) for p in (*self.remote_planes, self.local_plane, floor_plane)
-        ]
+        self.audits = Audits(
+            *(p.audit_log for p in (*self.remote_planes, self.local_plane, floor_plane))
+        )
 
     def mark(self) -> None:
-        for audit in self.audits:
-            audit.mark()
+        self.audits.mark()
 
     def requests(self, agent: str) -> dict[str, Any]:
-        return by_verb(*(audit.counts(agent) for audit in self.audits))
+        return self.audits.requests(agent)
 
     def detail(self, agent: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for audit in self.audits:
-            for key, value in audit.counts(agent).items():
-                if " " in key:
-                    out[key] = out.get(key, 0) + value
-        return out
+        return self.audits.detail(agent)
 
     def namespace(self, name: str, *, floor_side: bool = False) -> str:
         client = self.floor_seed if floor_side else self.local_seed
