@@ -57,6 +57,26 @@ RSS_TARGET_MB = 300
 RATIO_TARGET = 1.2
 
 
+class _Load:
+    """The mean 1-minute load average while something runs, sampled every second: what the
+    machine's other work took from a measurement (the start alone says little of 10 minutes)."""
+
+    def __init__(self) -> None:
+        self.samples = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(1.0):
+            self.samples.append(os.getloadavg()[0])
+
+    def mean(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return statistics.mean([*self.samples, os.getloadavg()[0]])
+
+
 def _raw(plane: controlplane.ControlPlane, agent: str) -> Raw:
     return Raw(plane.url, plane.admin_ssl_context(), agent)
 
@@ -101,36 +121,45 @@ def run_size(n: int, args: Any, logs: Path) -> dict[str, Any]:
         ids = (LOCAL_ID, REMOTE_ID)
         west_floor, east_floor = _raw(west, FLOOR_AGENT), _raw(east, FLOOR_AGENT)
         audits.mark()
+        load = _Load()
         cold_floor = setfloor.cold(
             west_floor, _raw(twin, FLOOR_AGENT), ids, args.page_size, args.concurrency
         )
-        result["floor_cold"] = {**vars(cold_floor), "requests": audits.requests(FLOOR_AGENT),
+        result["floor_cold"] = {**vars(cold_floor), "load": load.mean(),
+                                "requests": audits.requests(FLOOR_AGENT),
                                 "detail": audits.detail(FLOOR_AGENT)}  # fmt: skip
         _say(f"n={n} floor cold: {cold_floor.seconds:.2f}s ({cold_floor.creates} creates)")
 
         config = write_config(planes, logs / "east.json")
 
+        loads: dict[str, float] = {}  # ksm-sync's runs'
+
         def ksm(label: str) -> Run:
             argv = ["--config", str(config), "--concurrency", str(args.concurrency),
                     "--pass-timeout", "30m"]  # fmt: skip
             audits.mark()
+            load = _Load()
             run = run_ksm(argv, logs / f"{label}.log")
+            loads[label] = load.mean()
             run.requests = audits.requests(KSM_AGENT)
             _say(f"n={n} {label}: {run.wall:.2f}s wall, {run.peak_rss_mb:.0f} MB, "
-                 f"exit {run.exit_code}, {run.summary}")  # fmt: skip
+                 f"load {loads[label]:.1f}, exit {run.exit_code}, {run.summary}")  # fmt: skip
             return run
 
         cold = ksm("cold")
-        result["cold"] = {**vars(cold), "writes": writes(cold.requests),
+        result["cold"] = {**vars(cold), "writes": writes(cold.requests), "load": loads["cold"],
                           "detail": audits.detail(KSM_AGENT)}  # fmt: skip
 
         unchanged: list[Run] = []
         floor_seconds: list[float] = []
         floor_cpu: list[float] = []
         floor_requests: dict[str, int] = {}
+        floor_loads: list[float] = []
         for i in range(args.repeat):
             audits.mark()
+            load = _Load()
             seen = setfloor.lists(west_floor, east_floor, ids, args.page_size)
+            floor_loads.append(load.mean())
             floor_seconds.append(seen.seconds)
             floor_cpu.append(seen.cpu_seconds)
             floor_requests = audits.requests(FLOOR_AGENT)
@@ -138,9 +167,11 @@ def run_size(n: int, args: Any, logs: Path) -> dict[str, Any]:
             unchanged.append(ksm(f"unchanged-{i + 1}"))
         result["list_floor"] = {"seconds": statistics.median(floor_seconds),
                                 "samples": floor_seconds, "requests": floor_requests,
-                                "cpu_seconds": statistics.median(floor_cpu)}  # fmt: skip
+                                "cpu_seconds": statistics.median(floor_cpu),
+                                "load": max(floor_loads)}  # fmt: skip
         result["unchanged"] = {
             **vars(sorted(unchanged, key=lambda r: r.wall)[len(unchanged) // 2]),
+            "load": max(v for k, v in loads.items() if k.startswith("unchanged")),
             "peak_rss_mb": max(r.peak_rss_mb for r in unchanged),  # the worst, not the median's
             "writes": sum(writes(r.requests) for r in unchanged),  # at rest: must be 0
             "samples": [vars(r) for r in unchanged],
@@ -172,8 +203,8 @@ def table(results: dict[str, Any]) -> str:
     """The figures and their ratio to the floor, one block per size, then the targets."""
     header = (
         f"{'N':>6} {'scenario':<10} {'wall s':>7} {'pass s':>7} {'start s':>7} {'floor s':>7} "
-        f"{'wall/fl':>7} {'pass/fl':>7} {'cpu s':>6} {'fl cpu':>6} {'RSS MB':>6} {'writes':>6}  "
-        "requests (ksm-sync | floor)"
+        f"{'wall/fl':>7} {'pass/fl':>7} {'cpu s':>6} {'fl cpu':>6} {'RSS MB':>6} {'writes':>6} "
+        f"{'load':>11}  requests (ksm-sync | floor)"
     )
     lines = [header, "-" * len(header)]
     targets = []
@@ -186,7 +217,8 @@ def table(results: dict[str, Any]) -> str:
                 f"{n:>6} {name:<10} {run['wall']:7.2f} {run['pass_seconds'] or 0:7.2f} "
                 f"{start:7.2f} {fl['seconds']:7.2f} {_ratio(run['wall'], fl['seconds']):>7} "
                 f"{_ratio(run['pass_seconds'], fl['seconds']):>7} {run['cpu_seconds']:6.2f} "
-                f"{fl['cpu_seconds']:6.2f} {run['peak_rss_mb']:6.0f} {run['writes']:>6}  "
+                f"{fl['cpu_seconds']:6.2f} {run['peak_rss_mb']:6.0f} {run['writes']:>6} "
+                f"{run['load']:5.2f}|{fl['load']:<5.2f}  "
                 f"{_verbs(run['requests'])} | {_verbs(fl['requests'])}"
             )
             targets.append(
@@ -198,7 +230,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"{'':>6} load {r['load_start'][0]:.2f} -> {r['load_end'][0]:.2f} (1 min); "
             f"seeding {r['seed_seconds']:.1f}s; Kubernetes {r.get('kubernetes')}; "
-            f"exports {exports}; east's ksm-sync measured"
+            f"exports {exports}; east's ksm-sync measured; load: the mean 1-minute "
+            "load during ksm-sync's | the floor's (of the unchanged, the highest)"
         )
     largest = max(results["sizes"], key=lambda r: r["n"])
     rss = max(largest["cold"]["peak_rss_mb"], largest["unchanged"]["peak_rss_mb"])
