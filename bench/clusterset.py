@@ -230,13 +230,14 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"{'':>6} load {r['load_start'][0]:.2f} -> {r['load_end'][0]:.2f} (1 min); "
             f"seeding {r['seed_seconds']:.1f}s; Kubernetes {r.get('kubernetes')}; "
-            f"exports {exports}; east's ksm-sync measured; load: the mean 1-minute "
-            "load during ksm-sync's | the floor's (of the unchanged, the highest)"
+            f"exports {exports}"
         )
     largest = max(results["sizes"], key=lambda r: r["n"])
     rss = max(largest["cold"]["peak_rss_mb"], largest["unchanged"]["peak_rss_mb"])
     at_rest = {r["n"]: r["unchanged"]["writes"] for r in results["sizes"]}
     lines += [
+        "east's ksm-sync measured, west its remote; load: the mean 1-minute load average during "
+        "ksm-sync's run | the floor's (of the unchanged ones, the highest)",
         f"targets: pass and whole process at most {RATIO_TARGET}x the floor:",
         *targets,
         f"  zero writes at rest: {'ok' if not any(at_rest.values()) else 'MISSED'} "
