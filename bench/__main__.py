@@ -9,6 +9,10 @@ bench-results/ as JSON, beside the ksm-sync logs.
 The floor's creates go to a second local control plane, as empty as ksm-sync's: a Service
 create costs the API server more the more Services exist (ClusterIP allocation), so
 creating into the same server, one after the other, would favour whichever ran first.
+
+--clusterset: the Multi-Cluster Services row instead (bench/clusterset.py): N exports over two
+members, one member's cold and unchanged passes against a floor doing the same lists and writes,
+writes at rest and peak RSS; with --freshness, how soon `loop` imports a new export.
 """
 
 from __future__ import annotations
@@ -27,14 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import floor, freshness, world
+from bench import clusterset, floor, freshness, world
 from bench.measure import (
     FLOOR_AGENT,
     KSM_AGENT,
     SEED_AGENT,
-    AuditWindow,
+    Audits,
     Run,
-    by_verb,
     run_ksm,
     writes,
 )
@@ -85,24 +88,18 @@ class Bench:
         self.local_floor = raw(self.local_plane, FLOOR_AGENT)
         self.floor_seed = raw(floor_plane, SEED_AGENT)
         self.floor_writes = raw(floor_plane, FLOOR_AGENT)  # the floor's own local cluster
-        self.audits = [
-            AuditWindow(p.audit_log) for p in (*self.remote_planes, self.local_plane, floor_plane)
-        ]
+        self.audits = Audits(
+            *(p.audit_log for p in (*self.remote_planes, self.local_plane, floor_plane))
+        )
 
     def mark(self) -> None:
-        for audit in self.audits:
-            audit.mark()
+        self.audits.mark()
 
     def requests(self, agent: str) -> dict[str, Any]:
-        return by_verb(*(audit.counts(agent) for audit in self.audits))
+        return self.audits.requests(agent)
 
     def detail(self, agent: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for audit in self.audits:
-            for key, value in audit.counts(agent).items():
-                if " " in key:
-                    out[key] = out.get(key, 0) + value
-        return out
+        return self.audits.detail(agent)
 
     def namespace(self, name: str, *, floor_side: bool = False) -> str:
         client = self.floor_seed if floor_side else self.local_seed
@@ -349,6 +346,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="instead: staleness and cost of `loop` at each of --periods (see bench/freshness.py)",
     )
     parser.add_argument(
+        "--clusterset",
+        action="store_true",
+        help="instead: the cluster set's row, N exports over two members, one member's ksm-sync "
+        "against its floor; with --freshness, how soon a new export is imported in `loop` "
+        "(see bench/clusterset.py)",
+    )
+    parser.add_argument(
         "--periods",
         type=lambda text: [float(x) for x in text.split(",") if x],
         default=[5.0, 15.0, 60.0],
@@ -373,6 +377,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.clusterset:
+        return main_clusterset(args)
     if args.freshness:
         return main_freshness(args)
     results: dict[str, Any] = {
@@ -414,6 +420,30 @@ def main_freshness(args: argparse.Namespace) -> int:
     Path(args.output).write_text(json.dumps(results, indent=2, default=str))
     print(f"{results['cores']} cores; {results['uptime_start']}")
     print(freshness.table(results["rows"]))
+    print(f"{results['uptime_end']}\nresults: {args.output}")
+    return 0
+
+
+def main_clusterset(args: argparse.Namespace) -> int:
+    results: dict[str, Any] = {
+        "started": _now(), "uptime_start": _uptime(), "cores": os.cpu_count(),
+        "python": platform.python_version(), "args": vars(args), "sizes": [], "rows": [],
+    }  # fmt: skip
+    logs = Path(args.output).parent / "logs"
+    for n in args.sizes:
+        if args.freshness:
+            results["rows"] += clusterset.freshness_size(n, args.periods, args.changes, logs)
+        else:
+            results["sizes"].append(clusterset.run_size(n, args, logs))
+        Path(args.output).write_text(json.dumps(results, indent=2, default=str))
+    results["finished"] = _now()
+    results["uptime_end"] = _uptime()
+    Path(args.output).write_text(json.dumps(results, indent=2, default=str))
+    print(f"{results['cores']} cores; {results['uptime_start']}")
+    if args.freshness:
+        print(clusterset.freshness_table(results["rows"]))
+    else:
+        print(clusterset.table(results))
     print(f"{results['uptime_end']}\nresults: {args.output}")
     return 0
 

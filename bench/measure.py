@@ -36,7 +36,8 @@ class AuditWindow:
         self.offset = self.path.stat().st_size if self.path.exists() else 0
 
     def counts(self, agent_prefix: str) -> Counter[str]:
-        """'verb' and 'verb resource' counts of requests by agents starting with agent_prefix."""
+        """'verb' and 'verb resource' counts of requests by agents starting with agent_prefix
+        (a subresource after its resource; a path where the request names no resource)."""
         time.sleep(AUDIT_SETTLE)
         counts: Counter[str] = Counter()
         with self.path.open("rb") as f:
@@ -48,10 +49,35 @@ class AuditWindow:
                 if not str(event.get("userAgent", "")).startswith(agent_prefix):
                     continue
                 verb = event.get("verb", "?")
-                resource = (event.get("objectRef") or {}).get("resource", "?")
+                ref = event.get("objectRef") or {}
+                resource = ref.get("resource") or event.get("requestURI", "?")
+                if ref.get("subresource"):
+                    resource += f"/{ref['subresource']}"
                 counts[verb] += 1
                 counts[f"{verb} {resource}"] += 1
         return counts
+
+
+class Audits:
+    """The audit windows of several API servers, marked and counted together."""
+
+    def __init__(self, *paths: Path) -> None:
+        self.windows = [AuditWindow(path) for path in paths]
+
+    def mark(self) -> None:
+        for window in self.windows:
+            window.mark()
+
+    def requests(self, agent: str) -> dict[str, int]:
+        """Requests by verb since the mark, of every server."""
+        return by_verb(*(window.counts(agent) for window in self.windows))
+
+    def detail(self, agent: str) -> dict[str, int]:
+        """Requests by verb and resource since the mark, of every server."""
+        out: Counter[str] = Counter()
+        for window in self.windows:
+            out.update({k: v for k, v in window.counts(agent).items() if " " in k})
+        return dict(sorted(out.items()))
 
 
 def by_verb(*windows: Counter[str]) -> dict[str, int]:
@@ -119,12 +145,19 @@ class _PeakRss:
         return self.kb / 1024
 
 
+def ksm_env() -> dict[str, str]:
+    """This environment without what would configure ksm-sync behind its arguments' back.
+
+    Bytecode is written and reused, as the image's install compiles it: a run measures the
+    start-up a CronJob pays, not the compiling of ksm-sync's modules every time.
+    """
+    return {k: v for k, v in os.environ.items() if not k.startswith("KSM_")
+            and k not in ("KUBECONFIG", "PYTHONDONTWRITEBYTECODE")}  # fmt: skip
+
+
 def run_ksm(args: list[str], log: Path, prefix: list[str] | None = None) -> Run:
     """Runs the real CLI; its own peak RSS (VmHWM), not the control planes' or this one's."""
-    # Bytecode is written and reused, as the image's install compiles it: a run measures the
-    # start-up a CronJob pays, not the compiling of ksm-sync's modules every time.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KSM_")
-           and k not in ("KUBECONFIG", "PYTHONDONTWRITEBYTECODE")}  # fmt: skip
+    env = ksm_env()
     argv = [*(prefix or ksm_sync_command()), "once", *args]
     load = os.getloadavg()
     with log.open("w") as out:

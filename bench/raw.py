@@ -74,11 +74,12 @@ class Raw:
         return json.loads(payload)
 
     def list_all(self, path: str, selector: str, page_size: int) -> list[Json]:
-        """A paginated list, parsed page by page, as ksm-sync reads it."""
+        """A paginated list, parsed page by page, as ksm-sync reads it (selector "": all)."""
         items: list[Json] = []
         token = ""
         while True:
-            query = {"labelSelector": selector, "limit": str(page_size)}
+            query = {"labelSelector": selector} if selector else {}
+            query["limit"] = str(page_size)
             if token:
                 query["continue"] = token
             page = self.request("GET", path, query=query)

@@ -203,8 +203,8 @@ def _used(cluster: Cluster, user: str) -> set[Grant]:
     """What user did, from the audit log: (group, resource[/subresource], verb)."""
     used = set()
     for event in cluster.audit():
-        if event.get("user", {}).get("username") == user:
-            ref = event.get("objectRef") or {}
+        ref = event.get("objectRef")
+        if ref and event.get("user", {}).get("username") == user:  # not the group's discovery
             resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource")
                                           else "")  # fmt: skip
             used.add((ref.get("apiGroup", ""), resource, event["verb"]))

@@ -74,7 +74,12 @@ AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
-    "rules": [{"level": "Metadata", "resources": AUDITED}, {"level": "None"}],
+    "rules": [
+        {"level": "Metadata", "resources": AUDITED},
+        # The group's discovery, which a cluster set pass reads first on every member.
+        {"level": "Metadata", "nonResourceURLs": ["/apis/multicluster.x-k8s.io"]},
+        {"level": "None"},
+    ],
 }
 # Client certificates by file stem: their subjects. The controller manager acts with its own
 # credentials for every controller, so it needs more than its bootstrap role grants.
