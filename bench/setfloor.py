@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from bench import setworld, world
 from bench.floor import Cold
 from bench.raw import Json, Raw, run_all
-from bench.setworld import OWN_SLICES, collection, ours
+from bench.setworld import OWN_SERVICES, OWN_SLICES, collection, ours
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def read_member(member: Raw, page_size: int) -> tuple[str, Member]:
     version = version_of(member)
     return version, Member(
         member.list_all(collection(version, "serviceexports"), "", page_size),
-        member.list_all("/api/v1/services", "", page_size),
+        member.list_all("/api/v1/services", OWN_SERVICES, page_size),
         member.list_all(f"{world.SLICES}/endpointslices", OWN_SLICES, page_size),
     )
 

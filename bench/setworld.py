@@ -29,6 +29,7 @@ MCS_SOURCE_LABEL = "multicluster.kubernetes.io/source-cluster"
 DERIVED_ANNOTATION = "multicluster.kubernetes.io/derived-service"
 # A member's own slices, the cluster set's lists: ksm-sync's selectors, restated.
 OWN_SLICES = f"{SERVICE_NAME_LABEL},!{MCS_SERVICE_LABEL},{MANAGED_BY_LABEL}!=ksm-sync"
+OWN_SERVICES = f"!{CLUSTER_SET_LABEL}"
 MERGE_PATCH = "application/merge-patch+json"
 
 

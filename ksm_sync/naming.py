@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 
@@ -43,6 +44,7 @@ def slice_name(mirror: str, source: str) -> str:
     return f"{mirror}-{hashlib.sha256(source.encode()).hexdigest()[:10]}"
 
 
+@functools.cache  # asked several times per import every pass; a hash each time adds up
 def derived_name(namespace: str, name: str) -> str:
     """The derived Service of a ClusterSetIP import: named as mcs-api's reference controllers
     name it (`derived-` and 10 characters of the base32hex SHA-256 of `<namespace>/<name>`)."""

@@ -109,6 +109,8 @@ OWN_SLICES = (
     f"{ownership.SERVICE_NAME_LABEL},!{ownership.MCS_SERVICE_LABEL},"
     f"{ownership.MANAGED_BY_LABEL}!={ownership.MANAGED_BY}"
 )
+# A member's Services that could be exported: not the derived ones a ksm-sync made there.
+OWN_SERVICES = f"!{ownership.CLUSTER_SET_LABEL}"
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,8 @@ def observe_exports(kube: Kube, page_size: int = PAGE_SIZE) -> Exported:
         name = (meta.get("labels") or {}).get(ownership.SERVICE_NAME_LABEL, "")
         return slice_from_api(raw) if Ref(meta["namespace"], name) in wanted else None
 
-    services = _list(kube, collection_path("Service"), {}, service, page_size)
+    services = _list(kube, collection_path("Service"), {"labelSelector": OWN_SERVICES}, service,
+                     page_size)  # fmt: skip
     slices = _list(kube, collection_path("EndpointSlice"), {"labelSelector": OWN_SLICES},
                    slice_of, page_size)  # fmt: skip
     return Exported(
@@ -222,8 +225,9 @@ def collector_paused() -> Iterator[None]:
     objects are thawed and collected first, so a cycle that was caught in them is not
     kept for ever by `loop`.
     """
-    gc.unfreeze()
-    gc.collect()
+    if gc.get_freeze_count():  # a pass of `loop` after the first: thaw the last one's
+        gc.unfreeze()
+        gc.collect()
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -19,7 +19,7 @@ from ksm_sync.model import (
     slice_to_api,
 )
 from ksm_sync.naming import derived_name, mcs_slice_name
-from ksm_sync.observe import OWN_SLICES, Exported, Imported
+from ksm_sync.observe import OWN_SERVICES, OWN_SLICES, Exported, Imported
 
 NOW = 1_800_000_000.0
 STAMP = "2027-01-15T08:00:00Z"  # NOW, as conditions carry it
@@ -38,6 +38,7 @@ def test_names_and_selectors_are_ksm_syncs() -> None:
         "svc-1", "west", "svc-1-1"
     )
     assert setworld.OWN_SLICES == OWN_SLICES
+    assert setworld.OWN_SERVICES == OWN_SERVICES
     assert setworld.ours("east") == ownership.clusterset_selector("east", "ServiceImport")
     assert setworld.ours("east", True) == ownership.clusterset_selector("east", "EndpointSlice")
 
