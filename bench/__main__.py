@@ -38,7 +38,9 @@ from bench.measure import (
     SEED_AGENT,
     Audits,
     Run,
+    ratio,
     run_ksm,
+    verbs,
     writes,
 )
 from bench.raw import Raw
@@ -264,14 +266,6 @@ def bench_size(n: int, args: Any) -> dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a is not None and b else "-"
-
-
-def _verbs(requests: dict[str, int]) -> str:
-    return " ".join(f"{k}={v}" for k, v in requests.items()) or "-"
-
-
 def table(results: dict[str, Any]) -> str:
     """The figures and their ratio to the floor, one block per size."""
     header = (
@@ -294,21 +288,21 @@ def table(results: dict[str, Any]) -> str:
             extra = (
                 f" | writes {run['writes']} for {run['changes']} changes"
                 if name == "churn"
-                else f" | {_verbs(floor_req)}"
+                else f" | {verbs(floor_req)}"
             )
             start = run["wall"] - (run["pass_seconds"] or 0)  # the process around the pass
             lines.append(
                 f"{n:>6} {name:<10} {run['wall']:7.2f} {run['pass_seconds'] or 0:7.2f} "
                 f"{start:7.2f} {fl} "
-                f"{_ratio(run['wall'], floor_s):>7} {_ratio(run['pass_seconds'], floor_s):>7} "
+                f"{ratio(run['wall'], floor_s):>7} {ratio(run['pass_seconds'], floor_s):>7} "
                 f"{run['cpu_seconds']:6.2f} {fl_cpu} {run['peak_rss_mb']:6.0f}  "
-                f"{_verbs(run['requests'])}{extra}"
+                f"{verbs(run['requests'])}{extra}"
             )
         for s in r.get("sweep", []):
             lines.append(
                 f"{n:>6} {'cold c=' + str(s['concurrency']):<10} {s['ksm_wall']:7.2f} "
                 f"{s['ksm_pass'] or 0:7.2f} {'':>7} {s['floor']:7.2f} "
-                f"{_ratio(s['ksm_wall'], s['floor']):>7} {_ratio(s['ksm_pass'], s['floor']):>7}"
+                f"{ratio(s['ksm_wall'], s['floor']):>7} {ratio(s['ksm_pass'], s['floor']):>7}"
             )
         lines.append(
             f"{'':>6} load {r['load_start'][0]:.2f} -> {r['load_end'][0]:.2f} (1 min); "

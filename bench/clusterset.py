@@ -44,7 +44,9 @@ from bench.measure import (
     Run,
     ksm_env,
     ksm_sync_command,
+    ratio,
     run_ksm,
+    verbs,
     writes,
 )
 from bench.raw import Raw, RawError
@@ -187,14 +189,6 @@ def run_size(n: int, args: Any, logs: Path) -> dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a is not None and b else "-"
-
-
-def _verbs(requests: dict[str, int]) -> str:
-    return " ".join(f"{k}={v}" for k, v in requests.items()) or "-"
-
-
 def _within(a: float | None, b: float | None) -> str:
     return "ok" if a is not None and b and a / b <= RATIO_TARGET else "OVER"
 
@@ -215,16 +209,16 @@ def table(results: dict[str, Any]) -> str:
             start = run["wall"] - (run["pass_seconds"] or 0)
             lines.append(
                 f"{n:>6} {name:<10} {run['wall']:7.2f} {run['pass_seconds'] or 0:7.2f} "
-                f"{start:7.2f} {fl['seconds']:7.2f} {_ratio(run['wall'], fl['seconds']):>7} "
-                f"{_ratio(run['pass_seconds'], fl['seconds']):>7} {run['cpu_seconds']:6.2f} "
+                f"{start:7.2f} {fl['seconds']:7.2f} {ratio(run['wall'], fl['seconds']):>7} "
+                f"{ratio(run['pass_seconds'], fl['seconds']):>7} {run['cpu_seconds']:6.2f} "
                 f"{fl['cpu_seconds']:6.2f} {run['peak_rss_mb']:6.0f} {run['writes']:>6} "
                 f"{run['load']:5.2f}|{fl['load']:<5.2f}  "
-                f"{_verbs(run['requests'])} | {_verbs(fl['requests'])}"
+                f"{verbs(run['requests'])} | {verbs(fl['requests'])}"
             )
             targets.append(
-                f"  {n:>6} {name:<10} pass {_ratio(run['pass_seconds'], fl['seconds'])} "
+                f"  {n:>6} {name:<10} pass {ratio(run['pass_seconds'], fl['seconds'])} "
                 f"{_within(run['pass_seconds'], fl['seconds'])}, "
-                f"wall {_ratio(run['wall'], fl['seconds'])} {_within(run['wall'], fl['seconds'])}"
+                f"wall {ratio(run['wall'], fl['seconds'])} {_within(run['wall'], fl['seconds'])}"
             )
         exports = ", ".join(f"{count} in {member}" for member, count in r["exports"].items())
         lines.append(

@@ -179,3 +179,12 @@ def run_ksm(args: list[str], log: Path, prefix: list[str] | None = None) -> Run:
         summary=match.group(0) if match else (text.strip().splitlines() or [""])[-1],
         load=load,
     )
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    """a against b, as the tables print it."""
+    return f"{a / b:.2f}x" if a is not None and b else "-"
+
+
+def verbs(requests: dict[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in requests.items()) or "-"
