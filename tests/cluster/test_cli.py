@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import re
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import imported, run_cli, start_cli
+from tests.support.cli import imported, read_until, run_cli, start_cli
 from tests.support.world import World
 
 
@@ -235,20 +234,19 @@ def test_go_spellings_without_a_command_run_loop(world: World, files: dict[str, 
         "-resync-period=1h0m0s",
     ]
     process = start_cli(go)
-    started = process.stderr.readline()  # the start-up line: the loop is under way
-    time.sleep(1)
+    started = read_until(process, "pass done")
     process.send_signal(signal.SIGTERM)
-    stderr = process.stderr.read()  # not communicate(): it would skip what readline buffered
+    stderr = started + process.stderr.read()  # not communicate(): it skips what was read
     assert process.wait(timeout=30) == 0
-    assert " loop: " in started and "every 1h0m0s" in started and "pass done" in stderr
+    assert " loop: " in started and "every 1h0m0s" in started
     # Issue 22: the Go program's -resync-period was its watch cache's; here it is the time
     # between passes, and an hour of it is said, not left to be found out.
     assert "kube-service-mirror's -resync-period (default 1h) was only its watch" in stderr
     quick = start_cli([*go[:-1], "-resync-period=1m"])
-    quick.stderr.readline()
-    time.sleep(1)
+    quick_started = read_until(quick, "pass done")
     quick.send_signal(signal.SIGTERM)
-    assert "watch cache" not in quick.stderr.read() and quick.wait(timeout=30) == 0
+    assert "watch cache" not in quick_started + quick.stderr.read()
+    assert quick.wait(timeout=30) == 0
 
 
 BAD = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,24 @@ def start_cli(
         text=True,
         **kwargs,
     )
+
+
+def read_until(process: subprocess.Popen[str], text: str, timeout: float = CLI_TIMEOUT) -> str:
+    """The process's stderr up to the first line holding `text`; killed if it never comes.
+
+    A fixed sleep before a signal raced the first pass on a loaded machine."""
+    assert process.stderr is not None
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    read = []
+    try:
+        for line in process.stderr:
+            read.append(line)
+            if text in line:
+                return "".join(read)
+    finally:
+        timer.cancel()
+    raise AssertionError(f"{text!r} never came:\n{''.join(read)}")
 
 
 def imported(stderr: str) -> set[str]:
