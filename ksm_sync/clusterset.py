@@ -116,8 +116,8 @@ def merge_imports(
         # The members away that this import was made of, since when; those still within
         # their time keep their say. Only they are recorded: an import another member alone
         # makes is not rewritten because one that had nothing in it is away.
-        recorded = read_record(have.meta if have else None)
         made_of = have.clusters if have else ()
+        recorded = read_record(have.meta) if have and unreachable else {}
         since = {c: recorded.get(c, now) for c in unreachable if c in made_of}
         waiting = {c for c, t in since.items() if now - t <= unreachable_after}
         ref_offers = sorted(offers.get(ref, []), key=lambda o: (o.export.created, o.cluster))
@@ -312,6 +312,8 @@ _CONFLICTS = (
 
 def _conflicts(offers: list[_Offer]) -> tuple[list[str], str]:
     """The KEP's reasons for what the exports disagree on, and a message saying so."""
+    if len(offers) < 2:
+        return [], ""  # one export agrees with itself (most imports: worth the shortcut)
     reasons, what = [], []
     for reason, name, of in _CONFLICTS:
         values = {value for o in offers if (value := of(o)) is not _ASIDE}
@@ -348,10 +350,15 @@ def _statuses(
         have = {c.type: c for c in export.conditions}
         ours = []
         for condition in wanted:
-            condition = replace(condition, observed_generation=export.generation)
             before = have.get(condition.type)
             since = before.last_transition if before and before.status == condition.status else ""
-            ours.append(replace(condition, last_transition=since or stamp))
+            ours.append(
+                replace(
+                    condition,
+                    observed_generation=export.generation,
+                    last_transition=since or stamp,
+                )
+            )
         others = tuple(c for c in export.conditions if c.type not in ownership.EXPORT_CONDITIONS)
         out.append(replace(export, conditions=(*others, *ours)))
     return out
