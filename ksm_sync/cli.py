@@ -9,9 +9,11 @@ and `--help`, `--version` and `corefile` need neither the Kubernetes client nor 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
+import queue
 import signal
 import sys
 import tempfile
@@ -439,17 +441,30 @@ def _stop_on_signals() -> threading.Event:
     """SIGTERM or SIGINT: stop once the writes in flight end; a second one: stop now.
 
     Either way the run unwinds, so its working directory (with credentials) is removed.
+
+    The handler runs in the main thread wherever it was, perhaps inside a log call that holds
+    loguru's lock, where logging again raises instead (a SIGTERM that came as "pass done" was
+    written was lost so, and the loop ran on), or inside the stop event's own lock. So it only
+    hands the signal to a thread, through a queue made to be re-entered, and that thread stops
+    the run and says why.
     """
     stop = threading.Event()
+    received: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     def on_signal(signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
         if stop.is_set():
-            logger.warning("{} received again: stopping now", name)
+            with contextlib.suppress(RuntimeError):  # mid-line: this line is the one lost
+                logger.warning("{} received again: stopping now", name)
             raise SystemExit(128 + signum)
-        logger.info("{} received: stopping once the writes in flight end", name)
-        stop.set()
+        received.put(name)
 
+    def relay() -> None:
+        name = received.get()
+        stop.set()
+        logger.info("{} received: stopping once the writes in flight end", name)
+
+    threading.Thread(target=relay, name="signals", daemon=True).start()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     return stop
