@@ -145,22 +145,13 @@ def _steps(
     local = kube("local", "local", settings.local)
     # Looking for retired prefixes means listing the mirrors of every prefix.
     listed = () if settings.retirement is not None else settings.prefixes
-    # The remotes are read while the local cluster is: a pass waits for the slowest
-    # cluster, not for the sum of them.
-    context = contextvars.copy_context()  # log fields such as the pass id, in every thread
-    with collector_paused(), ThreadPoolExecutor(1, thread_name_prefix="observe") as pool:
-        remotes = pool.submit(
-            context.run,
-            _observe_remotes,
-            settings,
-            lambda r: kube("remote", r.name, r.credentials),
-        )
+    with collector_paused():
         mirrors = Objects()
         if settings.prefixes:
             mirrors = observe_local(local, settings.mirror_namespace, listed, settings.page_size)
+        seen = _observe_remotes(settings, lambda r: kube("remote", r.name, r.credentials))
         local_shared = _observe_local_globals(settings, local)
         local_set = _observe_local_set(settings, local)
-        seen = remotes.result()
     errors = {name: s.error for name, s in seen.items() if s.error is not None}
     if len(errors) == len(settings.remotes) and local_set is None:
         raise _NoRemote(errors)
