@@ -13,12 +13,12 @@ imports for their time) while the others are mirrored.
 from __future__ import annotations
 
 import contextvars
+import functools
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -315,10 +315,37 @@ def _observe_remotes(settings: Settings, kube_of: Callable[[Remote], Kube]) -> d
     if len(settings.remotes) == 1:
         [remote] = settings.remotes
         return {remote.name: read(remote)}
+    return _at_once({r.name: functools.partial(read, r) for r in settings.remotes})
+
+
+def _at_once(calls: dict[str, Callable[[], _Seen]]) -> dict[str, _Seen]:
+    """Each call in a daemon thread of its own; their results, or the first call's error.
+
+    Not a pool: a second SIGTERM exits from the main thread at once, and the interpreter
+    waits at exit for a pool's threads, each until its read timed out (30 s by default).
+    """
     context = contextvars.copy_context()  # log fields such as the pass id, in every thread
-    with ThreadPoolExecutor(len(settings.remotes), thread_name_prefix="observe") as pool:
-        seen = pool.map(lambda r: context.copy().run(read, r), settings.remotes)
-        return dict(zip((r.name for r in settings.remotes), seen, strict=True))
+    results: dict[str, _Seen] = {}
+    errors: dict[str, BaseException] = {}
+
+    def run(name: str, call: Callable[[], _Seen]) -> None:
+        try:
+            results[name] = context.copy().run(call)
+        except BaseException as error:  # raised again in the main thread
+            errors[name] = error
+
+    threads = [
+        threading.Thread(target=run, args=item, name=f"observe-{item[0]}", daemon=True)
+        for item in calls.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name in calls:
+        if name in errors:
+            raise errors[name]
+    return {name: results[name] for name in calls}
 
 
 def _observe_local_globals(settings: Settings, local: Kube) -> Objects | None:

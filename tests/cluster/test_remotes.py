@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 import yaml
 
 from tests.support import controlplane, workloads
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, start_cli
 from tests.support.cluster import Cluster, Json, service
 from tests.support.faultproxy import FaultProxy
 from tests.support.loop import LoopRun
@@ -334,3 +336,30 @@ def test_a_remote_dropped_from_the_config_is_named_retired_and_pruned_only_if_as
     assert pruned.returncode == 0, pruned.stderr
     assert mirrors_of(world, b) == {} and mirrors_of(world, b, "EndpointSlice") == {}
     assert len(mirrors_of(world, prefixes(world)["a"])) == 1
+
+
+def test_a_second_sigterm_stops_at_once_while_both_remotes_stall(
+    world: World, remote2: Cluster, tmp_path: Path
+) -> None:
+    """Remotes are read in threads of their own; "stop now" must not wait for their reads."""
+    in_remote2(world, remote2)
+    with FaultProxy(world.remote.plane, seed=7) as a, FaultProxy(remote2.plane, seed=8) as b:
+        for proxy in (a, b):
+            proxy.rate, proxy.faults, proxy.stall_seconds = 1.0, ("stall",), 60
+        kubeconfigs = {"a": a.write_kubeconfig(tmp_path / "a.kubeconfig"),
+                       "b": b.write_kubeconfig(tmp_path / "b.kubeconfig")}  # fmt: skip
+        config = write_config(world, tmp_path / "config.yaml", kubeconfigs)
+        process = start_cli(["once", "--config", config, "--request-timeout", "30s"])
+        deadline = time.monotonic() + 60
+        while not (a.requests() and b.requests()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert a.requests() and b.requests(), "the pass never reached both remotes"
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    stopped = time.monotonic() - started
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert stopped < 5, f"{stopped:.1f}s after the second SIGTERM\n{stderr}"
+    assert "received again: stopping now" in stderr
