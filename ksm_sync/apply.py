@@ -128,8 +128,10 @@ class _Writer:
         return replace(self._write(self._with_ips(change)), change=change)
 
     def _write(self, change: Change) -> Outcome:
-        if change.kind == "ServiceExport":
-            return self._export_status(change)
+        if isinstance(change.desired, ServiceExport):  # the users' object: its conditions only
+            return self._status_only(
+                change, {"conditions": conditions_to_api(change.desired.conditions)}
+            )
         if change.action == "create":
             return self._create(change)
         if change.action == "update":
@@ -147,7 +149,7 @@ class _Writer:
             self._written(change, answer)
             if isinstance(change.desired, ServiceImport) and change.desired.clusters:
                 version = (answer.get("metadata") or {}).get("resourceVersion", "")
-                self._import_status(change, change.desired, version)
+                self._status(change, version, import_status_to_api(change.desired))
             return Outcome(change, "done")
         except ApiError as error:
             if error.status == 404 and _meta(change).ref.namespace == self.namespace:
@@ -171,37 +173,26 @@ class _Writer:
             f"{ownership.owner(_meta(change))}; left untouched",
         )
 
-    def _import_status(self, change: Change, desired: ServiceImport, version: str) -> None:
-        """The members an import is made of: its status subresource, after its spec."""
+    def _status(self, change: Change, version: str, status: Json) -> None:
+        """A status subresource (an import's members, an export's conditions), conditional
+        on the version read or just written."""
         self.kube.request(
             "PATCH",
             self._path(change, change.object_name, "status"),
-            body={
-                "metadata": {"resourceVersion": version},
-                "status": import_status_to_api(desired),
-            },
+            body={"metadata": {"resourceVersion": version}, "status": status},
             content_type="application/merge-patch+json",
         )
 
-    def _export_status(self, change: Change) -> Outcome:
-        """The conditions of a local export: the users' object, so a collision is only a race
-        (the next pass computes them again from what it then reads)."""
-        assert isinstance(change.desired, ServiceExport) and change.current is not None
-        body = {
-            "metadata": {"resourceVersion": change.current.meta.resource_version},
-            "status": {"conditions": conditions_to_api(change.desired.conditions)},
-        }
+    def _status_only(self, change: Change, status: Json) -> Outcome:
+        """A change to a status alone: a collision is only a race (the next pass computes it
+        again from what it then reads)."""
+        assert change.current is not None
         try:
-            self.kube.request(
-                "PATCH",
-                self._path(change, change.object_name, "status"),
-                body=body,
-                content_type="application/merge-patch+json",
-            )
+            self._status(change, change.current.meta.resource_version, status)
         except ApiError as error:
-            if error.status in (404, 409):
-                return Outcome(change, "raced", "changed since observed; next pass")
-            raise
+            if error.status not in (404, 409):
+                raise
+            return Outcome(change, "raced", "changed since observed; next pass")
         return Outcome(change, "done")
 
     def _get(self, change: Change) -> Object | None:
@@ -222,13 +213,7 @@ class _Writer:
             and isinstance(current, ServiceImport)
             and import_change(desired, replace(current, clusters=desired.clusters)) is None
         ):  # the members alone changed: the status, and nothing else
-            try:
-                self._import_status(change, desired, current.meta.resource_version)
-            except ApiError as error:
-                if error.status not in (404, 409):
-                    raise
-                return Outcome(change, "raced", "changed since observed; next pass")
-            return Outcome(change, "done")
+            return self._status_only(change, import_status_to_api(desired))
         for _ in range(UPDATE_ATTEMPTS):
             try:
                 answer = self.kube.request(
@@ -244,7 +229,7 @@ class _Writer:
                     and desired.clusters != current.clusters
                 ):
                     version = (answer.get("metadata") or {}).get("resourceVersion", "")
-                    self._import_status(change, desired, version)
+                    self._status(change, version, import_status_to_api(desired))
                 return Outcome(change, "done")
             except ApiError as error:
                 if error.status == 404:  # e.g. Endpoints dropped with a Service recreated meanwhile
